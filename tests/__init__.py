@@ -1,0 +1,1 @@
+"""voipgw's trial test suite."""

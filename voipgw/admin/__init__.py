@@ -1,0 +1,1 @@
+"""C{voipgw-admin}: provisioning and operations from the shell."""
