@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 
 def normaliseAOR(aor: str) -> str:
@@ -26,7 +26,7 @@ def normaliseAOR(aor: str) -> str:
     return value.lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """
     One contact registered for an address-of-record (RFC 3261 §10).
@@ -51,7 +51,7 @@ class Binding:
     socket: str = ""
     updated: float = 0.0
     flags: int = 0
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
