@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_subscribers -*-
+"""
+L{SQLSubscriberStore}: subscribers in SQL, written to a master, read from
+healthy replicas, looked up through a coalescing cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from voipgw.db.database import Database
+from voipgw.db.errors import DatabaseUnavailable, describeError
+from voipgw.interfaces import ISubscriberStore
+from voipgw.subscribers import queries
+from voipgw.subscribers.cache import LookupCache
+from voipgw.subscribers.model import Subscriber
+from voipgw.subscribers.replicas import ReplicaProber, ReplicaSet
+
+T = TypeVar("T")
+
+Key = tuple[str, str]
+
+
+@implementer(ISubscriberStore)
+class SQLSubscriberStore:
+    """
+    Subscribers in one master database and its replicas.
+
+    @param master: the L{Database} all writes go to.
+    @param replicas: L{Database}s replicating the master; reads go to a
+        healthy one, round-robin, else to the master.
+    @param clock: for cache expiry, replica probing and timestamps.
+    @param cacheTTL: seconds a found subscriber is cached (0: no caching).
+    @param negativeTTL: seconds an absent subscriber is cached.
+    @param cacheSize: at most this many cached lookups (LRU).
+    @param maxReplicaLag: a replica lagging more seconds is taken out.
+    @param probeInterval: seconds between checks of every replica.
+
+    A replica whose read fails is taken out at once and retried by the
+    probe; the read is retried on another replica, then on the master.
+    After a write, reads of that subscriber go to the master for
+    C{maxReplicaLag} seconds so that a lagging replica cannot bring back
+    (and cache) the old record.
+
+    Call L{startProbing}/L{stopProbing} (L{SubscriberService} does).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        master: Database,
+        replicas: Sequence[Database],
+        clock: Any,
+        cacheTTL: float = 10.0,
+        negativeTTL: float = 2.0,
+        cacheSize: int = 100_000,
+        maxReplicaLag: float = 5.0,
+        probeInterval: float = 5.0,
+    ) -> None:
+        self.master = master
+        self.replicas: ReplicaSet[Database] = ReplicaSet(replicas, name=lambda db: db.name)
+        self._clock = clock
+        self.cache: LookupCache[Key, Subscriber] = LookupCache(clock, cacheTTL, negativeTTL, cacheSize)
+        self.maxReplicaLag = maxReplicaLag
+        self.prober: ReplicaProber[Database] = ReplicaProber(
+            self.replicas, self._probe, clock, probeInterval, maxReplicaLag, self._probeMaster
+        )
+        self._recentWrites: dict[Key, float] = {}
+
+    # -- replica health ------------------------------------------------------
+
+    def startProbing(self) -> None:
+        self.prober.start()
+
+    def stopProbing(self) -> "defer.Deferred[None]":
+        return self.prober.stop()
+
+    def _probe(self, db: Database) -> "defer.Deferred[queries.ReplicationStatus]":
+        return db.runInteraction("replication status", queries.replicationStatus)
+
+    def _probeMaster(self) -> "defer.Deferred[None]":
+        return self.master.runInteraction("ping", queries.ping)
+
+    # -- reads ---------------------------------------------------------------
+
+    async def _read(self, desc: str, func: Callable[..., T], *args: Any, preferMaster: bool = False) -> T:
+        if preferMaster:
+            try:
+                return await self.master.runInteraction(desc, func, *args)
+            except DatabaseUnavailable:
+                if not self.replicas.healthy():
+                    raise
+        tried: list[Database] = []
+        while True:
+            replica = self.replicas.choose(exclude=tried)
+            if replica is None:
+                break
+            tried.append(replica)
+            try:
+                return await replica.runInteraction(desc, func, *args)
+            except (DatabaseUnavailable, DBAPIError) as e:
+                # Unreachable, or broken (e.g. a table missing because
+                # replication stopped): out until the probe finds it well.
+                self.log.warn(
+                    "{desc} failed on replica {replica}, trying elsewhere: {error}",
+                    desc=desc,
+                    replica=replica.name,
+                    error=describeError(e),
+                )
+                self.replicas.markDown(replica, f"{desc} failed: {describeError(e)}")
+        return await self.master.runInteraction(desc, func, *args)
+
+    def getSubscriber(self, username: str, domain: str) -> "defer.Deferred[Subscriber | None]":
+        try:
+            key = queries.normaliseKey(username, domain)
+        except queries.InvalidSubscriber:
+            return defer.succeed(None)
+        return self.cache.get(key, self._fetch)
+
+    def _fetch(self, key: Key) -> "defer.Deferred[Subscriber | None]":
+        return defer.ensureDeferred(
+            self._read("get subscriber", queries.getSubscriber, *key, preferMaster=self._recentlyWritten(key))
+        )
+
+    def _recentlyWritten(self, key: Key) -> bool:
+        until = self._recentWrites.get(key)
+        if until is None:
+            return False
+        if until > self._clock.seconds():
+            return True
+        del self._recentWrites[key]
+        return False
+
+    def listSubscribers(
+        self, domain: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> "defer.Deferred[list[Subscriber]]":
+        try:
+            normalised = queries.normaliseDomain(domain) if domain is not None else None
+        except queries.InvalidSubscriber as e:
+            return defer.fail(e)
+        return defer.ensureDeferred(
+            self._read("list subscribers", queries.listSubscribers, normalised, limit, offset)
+        )
+
+    # -- writes --------------------------------------------------------------
+
+    async def _write(self, key: Key, desc: str, func: Callable[..., T], *args: Any) -> T:
+        self.cache.invalidate(key)
+        try:
+            return await self.master.runInteraction(desc, func, *args)
+        finally:
+            # Whether or not the write committed, the replicas may be behind
+            # for a while; invalidate again in case a read raced the write.
+            self.cache.invalidate(key)
+            self._noteWrite(key)
+
+    def _noteWrite(self, key: Key) -> None:
+        now = self._clock.seconds()
+        if len(self._recentWrites) > 10_000:
+            self._recentWrites = {k: t for k, t in self._recentWrites.items() if t > now}
+        if self.replicas.members and self.maxReplicaLag > 0:
+            self._recentWrites[key] = now + self.maxReplicaLag + 1
+
+    def addSubscriber(
+        self, username: str, domain: str, password: str, **settings: Any
+    ) -> "defer.Deferred[Subscriber]":
+        try:
+            key = queries.normaliseKey(username, domain)
+            queries.validatePassword(password)
+            values = queries.validateSettings(settings)
+        except queries.InvalidSubscriber as e:
+            return defer.fail(e)
+        return defer.ensureDeferred(
+            self._write(key, "add subscriber", queries.addSubscriber, *key, password, self._clock.seconds(), values)
+        )
+
+    def removeSubscriber(self, username: str, domain: str) -> "defer.Deferred[None]":
+        try:
+            key = queries.normaliseKey(username, domain)
+        except queries.InvalidSubscriber as e:
+            return defer.fail(e)
+        return defer.ensureDeferred(self._write(key, "remove subscriber", queries.removeSubscriber, *key))
+
+    def setPassword(self, username: str, domain: str, password: str) -> "defer.Deferred[None]":
+        try:
+            key = queries.normaliseKey(username, domain)
+            queries.validatePassword(password)
+        except queries.InvalidSubscriber as e:
+            return defer.fail(e)
+        return defer.ensureDeferred(
+            self._write(key, "set password", queries.setPassword, *key, password, self._clock.seconds())
+        )
