@@ -126,11 +126,16 @@ class MariaDBServer:
 
     def _initialise(self) -> None:
         os.makedirs(self.datadir, exist_ok=True)
-        subprocess.run(
+        result = subprocess.run(
             [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
              "--auth-root-authentication-method=normal", "--skip-test-db"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{INSTALL_DB} failed (status {result.returncode}): "
+                + result.stderr.decode("utf-8", "replace")[-2000:]
+            )
         self._initialised = True
 
     def start(self, timeout: float = 30.0) -> None:
