@@ -1,7 +1,13 @@
-"""Installs voipgw together with its twistd plugin (twisted/plugins/)."""
-from setuptools import setup
+"""
+Installs voipgw and its twistd plugin.
+
+The plugin module lives in twisted/plugins/ without an __init__.py (that
+package belongs to Twisted); listing "twisted.plugins" here installs just
+our voipgw_plugin.py into it.
+"""
+from setuptools import find_packages, setup
 
 setup(
-    package_data={"twisted": ["plugins/voipgw_plugin.py"]},
-    packages=None,
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["voipgw_plugin.py"]},
 )

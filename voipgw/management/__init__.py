@@ -1,0 +1,1 @@
+"""Live management: the manhole."""

@@ -1,0 +1,124 @@
+# -*- test-case-name: tests.test_node -*-
+"""
+The node: one tree of named services built from a L{NodeConfig}.
+
+Children start in the order they were added, each waiting for the
+previous one's start Deferred, and stop in reverse order (as Buildbot's
+C{AsyncMultiService}).  Stores start first and the SIP listeners last, so
+no message arrives before the services that handle it are ready; on stop
+the listeners close first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from twisted.application.service import IService, MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from voipgw.config import NodeConfig
+from voipgw.dispatch import RequestDispatcher
+from voipgw.stats import Counters
+from voipgw.transaction.layer import TransactionLayer
+from voipgw.transport.manager import TransportService
+
+
+class AsyncMultiService(MultiService):
+    """A MultiService whose children start in order and stop in reverse, awaiting each."""
+
+    log = Logger()
+
+    def startService(self) -> defer.Deferred:  # type: ignore[override]
+        return defer.ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        from twisted.application.service import Service
+
+        Service.startService(self)
+        started: list[IService] = []
+        try:
+            for child in list(self):
+                await defer.maybeDeferred(child.startService)
+                started.append(child)
+        except BaseException:
+            self.log.failure("a service failed to start; stopping the others")
+            for child in reversed(started):
+                try:
+                    await defer.maybeDeferred(child.stopService)
+                except Exception:
+                    self.log.failure("error stopping {name}", name=child.name)
+            Service.stopService(self)
+            raise
+
+    def stopService(self) -> defer.Deferred:  # type: ignore[override]
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        from twisted.application.service import Service
+
+        Service.stopService(self)
+        for child in reversed(list(self)):
+            if child.running:
+                try:
+                    await defer.maybeDeferred(child.stopService)
+                except Exception:
+                    self.log.failure("error stopping {name}", name=child.name)
+
+
+class VoipNode(AsyncMultiService):
+    """
+    The root service of a node.  Named children: C{"transactions"},
+    C{"transports"}, optionally C{"subscribers"}, C{"location"},
+    C{"registrar"}, C{"routing"} and C{"manhole"}.  C{counters} holds the
+    node's counters; C{dispatcher} maps methods to applications.
+    """
+
+    def __init__(self, config: NodeConfig, reactor: Any, clock: Any = None) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.counters = Counters()
+        self.transports = TransportService(reactor, config.listen, config.transport, self.counters, self.clock)
+        self.dispatcher = RequestDispatcher(self.transports, config.domains, self.counters)
+        self.transactions = TransactionLayer(self.transports, self.clock, config.timers, self.counters, self.dispatcher)
+
+    def namespace(self) -> dict[str, Any]:
+        """What the manhole shows: the node, its named services, counters."""
+        namespace: dict[str, Any] = {
+            "node": self,
+            "counters": self.counters,
+            "config": self.config,
+            "dispatcher": self.dispatcher,
+            "reactor": self.reactor,
+        }
+        for service in self:
+            if service.name:
+                namespace[service.name] = service
+        return namespace
+
+
+def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications: Optional[list[Any]] = None) -> VoipNode:
+    """
+    Build the service tree for C{config}: stores, applications, the
+    transaction layer, the listeners, then the manhole if configured.
+    """
+    os.makedirs(config.dataDir, exist_ok=True)
+    node = VoipNode(config, reactor, clock)
+    for application in applications or []:
+        if IService.providedBy(application):
+            application.setServiceParent(node)
+        node.dispatcher.register(application)
+    node.transactions.setServiceParent(node)
+    node.transports.setServiceParent(node)
+    if config.manhole.listen:
+        from voipgw.management.manhole import makeManholeService
+
+        namespace = node.namespace()
+        manholeService = makeManholeService(config.manhole, namespace, reactor, config.dataDir)
+        manholeService._raiseSynchronously = True
+        manholeService.setServiceParent(node)
+        namespace["manhole"] = manholeService
+    return node

@@ -1,0 +1,76 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd voipgw}: command-line options and the service maker.
+
+Options only parse (and raise C{UsageError}); the config file and the
+overrides are validated by L{voipgw.config.parseConfig}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python import usage
+
+from voipgw.config import ConfigError, NodeConfig, parseConfig, readINI
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run a voipgw SIP node. With no options it listens on udp:127.0.0.1:5060 and "
+        "tcp:127.0.0.1:5060 with embedded defaults (SQLite subscribers, in-memory location)."
+    )
+    optParameters = [
+        ["config", "c", None, "INI configuration file (see docs/configuration.md)."],
+        ["manhole", None, None, "Manhole SSH endpoint, e.g. tcp:2222 (binds to 127.0.0.1)."],
+        ["data-dir", None, None, "Directory for the node's files (default: ./data)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["domain"] = []
+
+    def opt_listen(self, spec: str) -> None:
+        """Listen on udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable)."""
+        self["listen"].append(spec)
+
+    def opt_domain(self, name: str) -> None:
+        """A SIP domain this node is responsible for (repeatable)."""
+        self["domain"].append(name)
+
+    def postOptions(self) -> None:
+        for spec in self["listen"]:
+            if spec.split(":", 1)[0].lower() not in ("udp", "tcp", "tls"):
+                raise usage.UsageError(f"--listen {spec}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
+
+
+def configFromOptions(options: Options) -> NodeConfig:
+    """Read the config file (if any) and apply the command-line overrides."""
+    sections: dict[str, dict[str, str]] = readINI(options["config"]) if options["config"] else {}
+    node = dict(sections.get("node", {}))
+    if options["listen"]:
+        node["listen"] = ", ".join(options["listen"])
+    if options["domain"]:
+        node["domain"] = ", ".join(options["domain"])
+    if options["data-dir"]:
+        node["data_dir"] = options["data-dir"]
+    sections["node"] = node
+    if options["manhole"]:
+        manhole = dict(sections.get("manhole", {}))
+        manhole["listen"] = options["manhole"]
+        sections["manhole"] = manhole
+    return parseConfig(sections)
+
+
+def makeService(options: Options) -> Any:
+    from twisted.internet import reactor
+
+    from voipgw.node import buildNode
+
+    try:
+        config = configFromOptions(options)
+        return buildNode(config, reactor)
+    except ConfigError as e:
+        raise SystemExit(f"voipgw: configuration error: {e}") from None

@@ -1,0 +1,69 @@
+"""What client and server transactions share: state, timers, termination."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
+
+if TYPE_CHECKING:
+    from voipgw.transaction.layer import TransactionLayer
+
+
+class Transaction:
+    """A state machine with named timers on the layer's clock."""
+
+    TRYING = "trying"
+    CALLING = "calling"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"
+    TERMINATED = "terminated"
+
+    def __init__(self, layer: "TransactionLayer", key: Hashable, state: str) -> None:
+        self.layer = layer
+        self.key = key
+        self.state = state
+        self._timers: dict[str, Any] = {}
+        self.created = layer.clock.seconds()
+        self._terminateCallbacks: list[Callable[["Transaction"], None]] = []
+
+    @property
+    def reliable(self) -> bool:
+        raise NotImplementedError
+
+    def startTimer(self, name: str, delay: float, handler: Callable[[], None]) -> None:
+        self.cancelTimer(name)
+        self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, handler)
+
+    def _fire(self, name: str, handler: Callable[[], None]) -> None:
+        self._timers.pop(name, None)
+        if self.state != self.TERMINATED:
+            handler()
+
+    def cancelTimer(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def timerActive(self, name: str) -> bool:
+        call = self._timers.get(name)
+        return call is not None and call.active()
+
+    def onTerminate(self, callback: Callable[["Transaction"], None]) -> None:
+        self._terminateCallbacks.append(callback)
+
+    def terminate(self) -> None:
+        """Enter Terminated: stop every timer and forget the transaction."""
+        if self.state == self.TERMINATED:
+            return
+        self.state = self.TERMINATED
+        for name in list(self._timers):
+            self.cancelTimer(name)
+        self.layer.forget(self)
+        callbacks, self._terminateCallbacks = self._terminateCallbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def timerFor(self, delay: float) -> Optional[float]:
+        """C{delay} for unreliable transports, C{None} (no timer) for reliable ones."""
+        return None if self.reliable else delay

@@ -1,0 +1,385 @@
+# -*- test-case-name: tests.test_transport_udp,tests.test_transport_stream -*-
+"""
+The transport service: listeners, outbound connections, and the rules of
+RFC 3261 §18 for receiving requests and sending responses.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from voipgw.interfaces import IMessageReceiver, ISIPTransport
+from voipgw.logutil import RateLimitedLog
+from voipgw.sip.errors import SIPParseError
+from voipgw.sip.message import DEFAULT_LIMITS, Limits, Message, Request, Response, parseMessage, responseTo
+from voipgw.stats import Counters
+from voipgw.transport.address import Address
+from voipgw.transport.stream import SIPStreamFactory, SIPStreamProtocol
+from voipgw.transport.tls import TLSSettings
+from voipgw.transport.udp import SIPDatagramProtocol
+
+
+@dataclass
+class TransportSettings:
+    """Limits and timeouts for all listeners."""
+
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
+    idleTimeout: float = 300.0
+    connectTimeout: float = 5.0
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    reusePort: bool = False
+
+
+@implementer(ISIPTransport)
+class Listener:
+    """One bound listener: its configured and its actual address."""
+
+    def __init__(self, spec: Address, port: Any, protocol: Any = None) -> None:
+        self.spec = spec
+        self.portObject = port
+        self.protocol = protocol
+        address = port.getHost()
+        self.name = spec.transport
+        self.reliable = spec.transport != "udp"
+        self.host = spec.host
+        self.port = address.port
+
+    @property
+    def address(self) -> Address:
+        return Address(self.name, self.host, self.port)
+
+    def send(self, message: Message, destination: Address) -> None:
+        raise NotImplementedError("send through TransportService.send")
+
+
+def _isIPv6(host: str) -> bool:
+    return ":" in host
+
+
+def _familyMatches(listener: "Listener", host: str) -> bool:
+    return _isIPv6(listener.host) == _isIPv6(host)
+
+
+class TransportService(Service):
+    """
+    Owns the SIP listeners (service name C{"transports"}).
+
+    Parsed messages go to C{receiver} (the transaction layer).  A request
+    that fails to parse but can be answered gets a stateless C{400} (or the
+    fault's own status) naming the fault; anything else is dropped.  Every
+    fault is counted and logged, rate-limited.
+    """
+
+    name = "transports"
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        listen: list[Address],
+        settings: Optional[TransportSettings] = None,
+        counters: Optional[Counters] = None,
+        clock: Any = None,
+    ) -> None:
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.specs = list(listen)
+        self.settings = settings or TransportSettings()
+        self.counters = counters or Counters()
+        self.receiver: Optional[IMessageReceiver] = None
+        self.listeners: list[Listener] = []
+        self.connections: dict[tuple[str, str, int], SIPStreamProtocol] = {}
+        self._faults = RateLimitedLog(self.log, self.clock)
+        self.counters.addGauge("connections.open", lambda: len(self.connections))
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        try:
+            for spec in self.specs:
+                self.listeners.append(self._listen(spec))
+        except Exception:
+            self._closeListeners()
+            raise
+
+    def _listen(self, spec: Address) -> Listener:
+        host = spec.bareHost
+        if spec.transport == "udp":
+            protocol = SIPDatagramProtocol(self, spec)
+            port = self._listenUDP(spec.port, protocol, host)
+            listener = Listener(spec, port, protocol)
+            protocol.local = listener.address
+        else:
+            factory = SIPStreamFactory(self, spec.transport)
+            if spec.transport == "tls":
+                options = self.settings.tls.serverOptions()
+                port = self.reactor.listenSSL(spec.port, factory, options, interface=host, backlog=512)
+            else:
+                port = self.reactor.listenTCP(spec.port, factory, interface=host, backlog=512)
+            listener = Listener(spec, port)
+        self.log.info("listening on {listener}", listener=str(listener.address))
+        return listener
+
+    def _listenUDP(self, portNumber: int, protocol: SIPDatagramProtocol, host: str) -> Any:
+        if not self.settings.reusePort or not hasattr(socket, "SO_REUSEPORT"):
+            return self.reactor.listenUDP(portNumber, protocol, interface=host, maxPacketSize=65535)
+        family = socket.AF_INET6 if _isIPv6(host) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setblocking(False)
+        sock.bind((host, portNumber))
+        try:
+            return self.reactor.adoptDatagramPort(sock.fileno(), family, protocol, maxPacketSize=65535)
+        finally:
+            sock.close()
+
+    def _closeListeners(self) -> list:
+        results = []
+        for listener in self.listeners:
+            results.append(defer.maybeDeferred(listener.portObject.stopListening))
+        self.listeners = []
+        return results
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        waits = self._closeListeners()
+        for connection in list(self.connections.values()):
+            if connection.transport is not None:
+                connection.transport.loseConnection()
+        self.connections.clear()
+        return defer.DeferredList(waits)
+
+    # -- queries -----------------------------------------------------------
+
+    def listenerFor(self, transport: str, host: Optional[str] = None) -> Optional[Listener]:
+        """The listener to send C{transport} messages from (matching the IP family)."""
+        fallback = None
+        for listener in self.listeners:
+            if listener.name == transport:
+                if host is None or _familyMatches(listener, host):
+                    return listener
+                fallback = fallback or listener
+        return fallback
+
+    def isLocal(self, host: str, port: Optional[int]) -> bool:
+        """True if C{host:port} names one of this node's listeners."""
+        host = host[1:-1] if host.startswith("[") else host
+        for listener in self.listeners:
+            if listener.host == host or (listener.host in ("0.0.0.0", "::") ):
+                if port is None or port == listener.port:
+                    return True
+        return False
+
+    # -- receiving ---------------------------------------------------------
+
+    def connectionMade(self, connection: SIPStreamProtocol) -> None:
+        assert connection.peer is not None
+        key = (connection.transportName, connection.peer.bareHost, connection.peer.port)
+        self.connections[key] = connection
+        self.counters.increment(f"connections.{connection.transportName}.opened")
+
+    def connectionLost(self, connection: SIPStreamProtocol) -> None:
+        if connection.peer is None:
+            return
+        key = (connection.transportName, connection.peer.bareHost, connection.peer.port)
+        if self.connections.get(key) is connection:
+            del self.connections[key]
+
+    def bytesReceived(self, data: bytes, source: Address, endpoint: Any, datagram: bool) -> None:
+        """Parse one datagram or one framed stream message and deliver it."""
+        if datagram and not data.strip(b"\r\n\x00 "):
+            self.counters.increment("keepalive.udp")
+            return
+        try:
+            message = parseMessage(data, self.settings.limits, datagram=datagram)
+            message.validate()
+        except SIPParseError as error:
+            self._parseFault(error, data, source, endpoint)
+            return
+        except Exception:
+            self.counters.increment("parse_errors")
+            self.log.failure("unexpected error parsing a message from {source}", source=str(source))
+            return
+        if isinstance(message, Request):
+            self.counters.increment(f"in.request.{message.method}" if len(message.method) <= 20 else "in.request.other")
+            self._markReceived(message, source)
+        else:
+            self.counters.increment(f"in.response.{message.code // 100}xx")
+        if self.receiver is not None:
+            self.receiver.receiveMessage(message, source)
+
+    def framingError(self, connection: SIPStreamProtocol, head: bytes, reason: str) -> None:
+        """A stream message whose size cannot be trusted: answer if possible."""
+        assert connection.peer is not None
+        try:
+            message = parseMessage(head, self.settings.limits, datagram=True)
+            message.validate()
+        except SIPParseError as error:
+            message = error.request  # type: ignore[assignment]
+        except Exception:
+            message = None  # type: ignore[assignment]
+        self._faults.warn("framing", "unframeable message from {source}: {reason} ({suppressed} similar suppressed)", source=str(connection.peer), reason=reason)
+        if isinstance(message, Request) and message.method != "ACK":
+            self._answerFault(message, 400, reason, connection.peer)
+
+    def _parseFault(self, error: SIPParseError, data: bytes, source: Address, endpoint: Any) -> None:
+        self.counters.increment("parse_errors")
+        request = error.request
+        answered = False
+        if isinstance(request, Request) and request.method != "ACK":
+            answered = self._answerFault(request, error.status, error.reason, source)
+        self._faults.warn(
+            "parse",
+            "bad message from {source}: {reason} ({action}; {suppressed} similar suppressed)",
+            source=str(source), reason=error.reason, action="answered" if answered else "dropped",
+        )
+        if not answered:
+            self.counters.increment("dropped")
+
+    def _answerFault(self, request: Request, status: int, reason: str, source: Address) -> bool:
+        """Send a stateless error for a request that did not parse fully."""
+        try:
+            vias = request.vias
+            if not vias:
+                return False
+            for name in ("From", "To", "Call-ID", "CSeq"):
+                if request.getHeader(name) is None:
+                    return False
+        except SIPParseError:
+            return False
+        phrase = _phrase(status, reason)
+        response = responseTo(request, status, phrase)
+        self._markReceived(request, source)
+        response.setHeaderValues("Via", request.getHeaderValues("Via"))
+        self.counters.increment(f"out.response.{status // 100}xx")
+        self.sendResponse(response, source)
+        return True
+
+    @staticmethod
+    def _markReceived(request: Request, source: Address) -> None:
+        """Add received/rport to the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
+        try:
+            via = request.topVia
+        except SIPParseError:
+            return
+        changed = False
+        if "rport" in via.params and not via.params["rport"]:
+            via.params["rport"] = str(source.port)
+            via.params["received"] = source.bareHost
+            changed = True
+        elif via.host.strip("[]").lower() != source.bareHost.lower():
+            via.params["received"] = source.bareHost
+            changed = True
+        if changed:
+            vias = request.vias
+            values = request.getHeaderValues("Via")
+            values[0] = str(via)
+            request.setHeaderValues("Via", values)
+            request._cache["Via"] = vias
+
+    # -- sending -----------------------------------------------------------
+
+    def responseDestination(self, response: Response, source: Optional[Address] = None) -> Address:
+        """
+        Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): the
+        connection the request came on when it is still open, else
+        C{received}/C{rport} of the top Via, else its sent-by.
+        """
+        via = response.topVia
+        transport = via.transport.lower()
+        if source is not None and source.reliable and source.connection is not None and source.connection.connected:
+            return source
+        host = via.received or via.host
+        if "maddr" in via.params and via.params["maddr"] and not source:
+            host = via.params["maddr"] or host
+        rport = via.rport
+        if rport and rport.isdigit():
+            port = int(rport)
+        elif source is not None and transport == "udp" and rport == "":
+            port = source.port
+        else:
+            port = via.sentByPort
+        if transport not in ("udp", "tcp", "tls"):
+            transport = source.transport if source else "udp"
+        return Address(transport, host.strip("[]"), port)
+
+    def sendResponse(self, response: Response, source: Optional[Address] = None) -> None:
+        self.send(response, self.responseDestination(response, source))
+
+    def send(self, message: Message, destination: Address, onError: Optional[Callable[[str], None]] = None) -> None:
+        """Serialise and send C{message}; C{onError(reason)} on a transport failure."""
+        data = message.toBytes()
+        if isinstance(message, Request):
+            self.counters.increment(f"out.request.{message.method}" if len(message.method) <= 20 else "out.request.other")
+        if destination.transport == "udp":
+            listener = self.listenerFor("udp", destination.bareHost)
+            if listener is None:
+                self._sendFailed(onError, destination, "no UDP listener")
+                return
+            try:
+                listener.protocol.sendBytes(data, destination)
+            except Exception as e:
+                self._sendFailed(onError, destination, str(e))
+            return
+        connection = destination.connection
+        if connection is None or not connection.connected:
+            connection = self.connections.get((destination.transport, destination.bareHost, destination.port))
+        if connection is None:
+            connection = self._connect(destination, onError)
+            if connection is None:
+                return
+        connection.sendBytes(data, destination)
+
+    def _sendFailed(self, onError: Optional[Callable[[str], None]], destination: Address, reason: str) -> None:
+        self.counters.increment("send_errors")
+        self._faults.warn("send", "cannot send to {destination}: {reason} ({suppressed} similar suppressed)", destination=str(destination), reason=reason)
+        if onError is not None:
+            self.clock.callLater(0, onError, reason)
+
+    def _connect(self, destination: Address, onError: Optional[Callable[[str], None]]) -> Optional[SIPStreamProtocol]:
+        host = destination.bareHost
+        protocol = SIPStreamProtocol(self, destination.transport, outbound=True)
+        protocol.peer = Address(destination.transport, host, destination.port, protocol)
+        key = (destination.transport, host, destination.port)
+        timeout = self.settings.connectTimeout
+        if destination.transport == "tls":
+            try:
+                options = self.settings.tls.clientOptions(host)
+            except Exception as e:
+                self._sendFailed(onError, destination, f"TLS setup failed: {e}")
+                return None
+            endpoint: Any = SSL4ClientEndpoint(self.reactor, host, destination.port, options, timeout=timeout)
+        elif _isIPv6(host):
+            endpoint = TCP6ClientEndpoint(self.reactor, host, destination.port, timeout=timeout)
+        else:
+            endpoint = TCP4ClientEndpoint(self.reactor, host, destination.port, timeout=timeout)
+        self.connections[key] = protocol
+        from twisted.internet.endpoints import connectProtocol
+
+        d = connectProtocol(endpoint, protocol)
+
+        def failed(failure: Any) -> None:
+            if self.connections.get(key) is protocol:
+                del self.connections[key]
+            protocol.pending = []
+            self._sendFailed(onError, destination, failure.getErrorMessage())
+
+        d.addErrback(failed)
+        return protocol
+
+
+def _phrase(status: int, reason: str) -> str:
+    from voipgw.sip.message import REASON_PHRASES
+
+    base = REASON_PHRASES.get(status, "Bad Request")
+    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in reason)[:100]
+    return f"{base} ({text})" if text else base
