@@ -102,12 +102,14 @@ class AdminTestsMixin:
                 f.write(f"user{i},example.com,pw{i}\n")
             f.write('"o\'brien"";x",Example.COM,"p,w"\n')
             f.write("USER5,example.com,again\n")
+            f.write("User19999,Example.com,same-batch\n")
         status, out, err = self.admin("subscriber", "import", path, "--batch-size", "3000")
         self.assertEqual(status, 0, err)
-        self.assertIn(f"{count} of {count + 2} subscribers imported, 2 duplicates", out)
+        self.assertIn(f"{count} of {count + 3} subscribers imported, 3 duplicates", out)
         self.assertIn(f"line {17 + 2}: duplicate subscriber user17@example.com (already provisioned)", err)
-        self.assertIn(f"line {count + 3}: duplicate subscriber user5@example.com (repeats line 7)", err)
-        self.assertIn("imported 20000 subscribers, 2 duplicates skipped", err)
+        self.assertIn(f"line {count + 4}: duplicate subscriber user19999@example.com (repeats line {count + 1})", err)
+        self.assertIn(f"line {count + 3}: duplicate subscriber user5@example.com (already provisioned)", err)
+        self.assertIn("imported 20000 subscribers, 3 duplicates skipped", err)
         rows = self.rows()
         self.assertEqual(len(rows), count + 1)
         self.assertEqual(rows["user17@example.com"][0], computeHA1("user17", "example.com", "old"))
@@ -115,7 +117,7 @@ class AdminTestsMixin:
         self.assertEqual(rows["o'brien\";x@example.com"][0], computeHA1("o'brien\";x", "example.com", "p,w"))
         # Importing again adds nothing.
         status, out, err = self.admin("subscriber", "import", path, "--quiet")
-        self.assertIn(f"0 of {count + 2} subscribers imported, {count + 2} duplicates", out)
+        self.assertIn(f"0 of {count + 3} subscribers imported, {count + 3} duplicates", out)
         self.assertIn("further duplicates are counted but not listed", err)
 
     def test_importMalformed(self) -> None:
