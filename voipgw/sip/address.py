@@ -10,7 +10,8 @@ from typing import Optional
 
 from voipgw.sip.errors import SIPParseError
 from voipgw.sip.grammar import (
-    WSP, formatParams, isToken, parseParams, quote, splitCommas, splitOutside, unquote,
+    WSP, formatParams, isDigits, isToken, parseParams, quote, quotedEnd, splitCommas,
+    splitOutside, unquote,
 )
 from voipgw.sip.uri import URI, splitHostPort
 
@@ -51,29 +52,33 @@ class NameAddress:
         if lt >= 0:
             gt = text.find(">", lt)
             if gt < 0:
-                raise SIPParseError(f"unterminated <> in {text!r}")
-            displayText = text[:lt].strip()
+                raise SIPParseError(f"unterminated <> in {text[:60]!r}")
+            displayText = text[:lt].strip(WSP)
             display: Optional[str] = None
             if displayText:
-                if displayText.startswith('"'):
-                    if not displayText.endswith('"') or len(displayText) < 2:
-                        raise SIPParseError(f"unbalanced quotes in display name {displayText!r}")
+                if displayText[0] == '"':
+                    if quotedEnd(displayText, 0) != len(displayText):
+                        raise SIPParseError(f"bad quoted display name {displayText[:60]!r}")
                     display = unquote(displayText)
                 else:
-                    for word in displayText.split():
+                    words = displayText.split()
+                    for word in words:
                         if not isToken(word):
-                            raise SIPParseError(f"bad display name {displayText!r}")
-                    display = " ".join(displayText.split())
-            uri = URI.parse(text[lt + 1: gt].strip())
+                            raise SIPParseError(f"bad display name {displayText[:60]!r}")
+                    display = " ".join(words)
+            # LAQUOT and RAQUOT allow no whitespace inside the brackets.
+            uri = URI.parse(text[lt + 1: gt])
             params = _params(text[gt + 1:])
             return cls(uri, display, params, bracketed=True)
         if '"' in text:
-            raise SIPParseError(f"display name without <uri> in {text!r}")
-        uriText, _, paramText = text.partition(";")
-        uriText = uriText.strip()
+            raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
+        uriText, semi, paramText = text.partition(";")
+        uriText = uriText.rstrip(WSP)
         if any(c in uriText for c in ",?"):
-            raise SIPParseError(f"addr-spec with reserved characters must use <> in {text!r}")
-        return cls(URI.parse(uriText), None, _params(";" + paramText if paramText else ""), bracketed=False)
+            raise SIPParseError(
+                f"addr-spec with reserved characters must use <> in {text[:60]!r}"
+            )
+        return cls(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
 
     def __str__(self) -> str:
         if self.wildcard:
@@ -101,29 +106,30 @@ class NameAddress:
 
 
 def _findOutsideQuotes(text: str, char: str) -> int:
-    inQuote = False
+    """Index of the first C{char} outside quoted-strings, or -1."""
+    quote = text.find('"')
+    if quote < 0:
+        return text.find(char)
     i = 0
-    while i < len(text):
+    n = len(text)
+    while i < n:
         c = text[i]
-        if inQuote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                inQuote = False
-        elif c == '"':
-            inQuote = True
-        elif c == char:
+        if c == '"':
+            end = quotedEnd(text, i)
+            if end < 0:
+                raise SIPParseError(f"unterminated quoted string in {text[:60]!r}")
+            i = end
+            continue
+        if c == char:
             return i
         i += 1
-    if inQuote:
-        raise SIPParseError(f"unterminated quoted string in {text!r}")
     return -1
 
 
 def _params(text: str) -> dict[str, Optional[str]]:
-    text = text.strip()
-    if text and not text.startswith(";"):
-        raise SIPParseError(f"unexpected text after address: {text!r}")
+    text = text.strip(WSP)
+    if text and text[0] != ";":
+        raise SIPParseError(f"unexpected text after address: {text[:60]!r}")
     try:
         return parseParams(text)
     except ValueError as e:
@@ -161,11 +167,15 @@ class Via:
         sentProtocol, sentBy = _splitViaProtocol(text)
         pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
         if len(pieces) != 3 or not all(isToken(p) for p in pieces):
-            raise SIPParseError(f"bad Via protocol {sentProtocol!r}")
+            raise SIPParseError(f"bad Via protocol {sentProtocol[:60]!r}")
         if pieces[0].upper() != "SIP" or pieces[1] != "2.0":
-            raise SIPParseError(f"unsupported Via protocol {sentProtocol!r}")
-        hostport, _, paramText = sentBy.partition(";")
-        hostport = hostport.strip()
+            raise SIPParseError(f"unsupported Via protocol {sentProtocol[:60]!r}")
+        semi = sentBy.find(";")
+        if semi < 0:
+            hostport, paramText = sentBy, ""
+        else:
+            hostport, paramText = sentBy[:semi], sentBy[semi:]
+        hostport = hostport.strip(WSP)
         # LWS is allowed around the colon of sent-by.
         if ":" in hostport and not hostport.startswith("["):
             h, _, p = hostport.partition(":")
@@ -225,14 +235,14 @@ def _splitViaProtocol(text: str) -> tuple[str, str]:
             slashes += 1
         i += 1
     if slashes < 2:
-        raise SIPParseError(f"bad Via {text!r}")
+        raise SIPParseError(f"bad Via {text[:60]!r}")
     while i < n and text[i] in WSP:
         i += 1
     start = i
     while i < n and text[i] not in WSP:
         i += 1
     if start == i:
-        raise SIPParseError(f"Via without transport: {text!r}")
+        raise SIPParseError(f"Via without transport: {text[:60]!r}")
     return text[:i], text[i:].strip(WSP)
 
 
@@ -248,11 +258,12 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> "CSeq":
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not isToken(parts[1]):
-            raise SIPParseError(f"bad CSeq {text!r}")
-        number = int(parts[0])
-        if number >= 2**31:
-            raise SIPParseError(f"CSeq number out of range in {text!r}")
+        if len(parts) != 2 or not isDigits(parts[0]) or not isToken(parts[1]):
+            raise SIPParseError(f"bad CSeq {text[:60]!r}")
+        digits = parts[0].lstrip("0")
+        if len(digits) > 10 or int(digits or "0") >= 2**31:
+            raise SIPParseError(f"CSeq number out of range in {text[:60]!r}")
+        number = int(digits or "0")
         return cls(number, parts[1])
 
     def __str__(self) -> str:
@@ -275,24 +286,27 @@ class DigestParams:
 
     @classmethod
     def parse(cls, text: str) -> "DigestParams":
-        text = text.strip()
+        text = text.strip(WSP)
         scheme, _, rest = text.partition(" ")
         if not scheme or not isToken(scheme):
-            raise SIPParseError(f"bad authentication scheme in {text!r}")
+            raise SIPParseError(f"bad authentication scheme in {text[:60]!r}")
         params: dict[str, str] = {}
         for item in splitOutside(rest, ","):
             item = item.strip()
             if not item:
                 continue
             name, eq, value = item.partition("=")
-            name = name.strip().lower()
+            name = name.strip(WSP).lower()
             if not eq or not name or not isToken(name):
-                raise SIPParseError(f"bad authentication parameter {item!r}")
+                raise SIPParseError(f"bad authentication parameter {item[:60]!r}")
             if name in params:
-                raise SIPParseError(f"duplicate authentication parameter {name!r}")
-            value = value.strip()
-            if value.startswith('"') and (len(value) < 2 or not value.endswith('"')):
-                raise SIPParseError(f"unterminated quoted value for {name!r}")
+                raise SIPParseError(f"duplicate authentication parameter {name[:40]!r}")
+            value = value.strip(WSP)
+            if value[:1] == '"':
+                if quotedEnd(value, 0) != len(value):
+                    raise SIPParseError(f"bad quoted value for {name[:40]!r}")
+            elif not isToken(value):
+                raise SIPParseError(f"bad value for authentication parameter {name[:40]!r}")
             params[name] = unquote(value)
         return cls(scheme, params)
 
@@ -304,3 +318,37 @@ class DigestParams:
             else:
                 items.append(f"{name}={value}")
         return f"{self.scheme} " + ", ".join(items)
+
+
+def lenientVia(text: str) -> Optional[Via]:
+    """
+    The topmost Via entry of C{text} parsed as well as it can be, for
+    answering a malformed request: C{None} if even its sent-protocol and
+    sent-by are unusable.  Parameters that do not parse are skipped, and any
+    protocol name and version are taken (so C{SIP/7.0/UDP} can be answered
+    with a 505).
+    """
+    items = splitCommas(text)
+    if not items:
+        return None
+    first = items[0]
+    try:
+        return Via.parse(first)
+    except SIPParseError:
+        pass
+    try:
+        sentProtocol, sentBy = _splitViaProtocol(first)
+        pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
+        if len(pieces) != 3 or not all(isToken(p) for p in pieces):
+            return None
+        hostport, _, paramText = sentBy.partition(";")
+        host, port = splitHostPort(hostport.strip(WSP))
+    except SIPParseError:
+        return None
+    params: dict[str, Optional[str]] = {}
+    for piece in paramText.split(";"):
+        try:
+            params.update(parseParams(piece))
+        except ValueError:
+            continue
+    return Via(pieces[2], host, port, params)

@@ -9,18 +9,47 @@ semicolon inside C{"..."} or C{<...>} never splits.
 
 from __future__ import annotations
 
-import re
-
 TOKEN_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+#: Characters of a generic-param value that is a token or a host
+#: (C{gen-value = token / host / quoted-string}; a host may be an [IPv6]).
+_GEN_VALUE_CHARS = TOKEN_CHARS | frozenset("[]:")
+_DIGITS = frozenset("0123456789")
 WSP = " \t"
 
 
 def isToken(value: str) -> bool:
     """True if C{value} is a non-empty RFC 3261 token."""
-    return bool(_TOKEN_RE.match(value))
+    return bool(value) and TOKEN_CHARS.issuperset(value)
+
+
+def isDigits(value: str) -> bool:
+    """True if C{value} is a non-empty run of ASCII digits (C{1*DIGIT})."""
+    return bool(value) and _DIGITS.issuperset(value)
+
+
+def quotedEnd(value: str, start: int) -> int:
+    """
+    Index just past the quoted-string opening at C{value[start]} (a C{"}),
+    or -1 if it is not terminated.  Backslash escapes one character.
+    """
+    i = start + 1
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i + 1
+        i += 1
+    return -1
+
+
+def isQuotedString(value: str) -> bool:
+    """True if the whole of C{value} is one quoted-string."""
+    return bool(value) and value[0] == '"' and quotedEnd(value, 0) == len(value)
 
 
 def splitOutside(value: str, separator: str) -> list[str]:
@@ -34,20 +63,18 @@ def splitOutside(value: str, separator: str) -> list[str]:
         return value.split(separator)
     pieces = []
     start = 0
-    inQuote = False
     inAngle = False
     i = 0
     n = len(value)
     while i < n:
         c = value[i]
-        if inQuote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                inQuote = False
-        elif c == '"':
-            inQuote = True
-        elif c == "<":
+        if c == '"' and not inAngle:
+            end = quotedEnd(value, i)
+            if end < 0:
+                break
+            i = end
+            continue
+        if c == "<":
             inAngle = True
         elif c == ">":
             inAngle = False
@@ -74,19 +101,35 @@ def parseParams(text: str) -> dict[str, str | None]:
     Names are lower-cased; a flag without C{=} maps to C{None}; quoted values
     keep their quotes (so they serialise back unchanged).  Whitespace around
     C{;} and C{=} is allowed (RFC 3261 §25.1 SEMI and EQUAL include LWS).
+    Raises C{ValueError} for an empty parameter (C{;;}), a name that is not
+    a token or a value that is neither a token, a host nor a quoted-string.
     """
     params: dict[str, str | None] = {}
     if not text:
         return params
-    for piece in splitOutside(text, ";"):
-        piece = piece.strip(WSP)
-        if not piece:
-            continue
+    text = text.lstrip(WSP)
+    if text[:1] == ";":
+        text = text[1:]
+    pieces = splitOutside(text, ";") if '"' in text else text.split(";")
+    for piece in pieces:
         name, eq, val = piece.partition("=")
-        name = name.strip(WSP).lower()
+        name = name.strip(WSP)
         if not name:
-            raise ValueError(f"empty parameter name in {text!r}")
-        params[name] = val.strip(WSP) if eq else None
+            raise ValueError(f"empty parameter in {text[:60]!r}")
+        if not TOKEN_CHARS.issuperset(name):
+            raise ValueError(f"bad parameter name {name[:40]!r}")
+        if eq:
+            val = val.strip(WSP)
+            if not val:
+                raise ValueError(f"empty value for parameter {name[:40]!r}")
+            if val[0] == '"':
+                if quotedEnd(val, 0) != len(val):
+                    raise ValueError(f"bad quoted value for parameter {name[:40]!r}")
+            elif not _GEN_VALUE_CHARS.issuperset(val):
+                raise ValueError(f"bad value for parameter {name[:40]!r}")
+            params[name.lower()] = val
+        else:
+            params[name.lower()] = None
     return params
 
 

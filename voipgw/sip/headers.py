@@ -46,6 +46,8 @@ _KNOWN = [
 ]
 
 CANONICAL = {name.lower(): name for name in _KNOWN}
+#: The canonical spellings of the headers this layer knows.
+KNOWN_NAMES = frozenset(_KNOWN)
 for _short, _long in COMPACT_FORMS.items():
     CANONICAL[_short] = _long
 
@@ -69,8 +71,19 @@ SINGLE_HEADERS = frozenset(
 )
 
 
+_EXACT = {name: name for name in _KNOWN}
+_EXACT.update(COMPACT_FORMS)
+_EXACT.update((short.upper(), long) for short, long in COMPACT_FORMS.items())
+
+
 def canonicalName(name: str) -> str:
-    """The canonical spelling of a header name (compact forms expanded)."""
+    """
+    The canonical spelling of a header name (compact forms expanded);
+    unknown names are returned as given.
+    """
+    canonical = _EXACT.get(name)
+    if canonical is not None:
+        return canonical
     canonical = CANONICAL.get(name.lower())
     if canonical is not None:
         return canonical

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Union
 
-from voipgw.sip.address import CSeq, NameAddress, Via, parseAddressList
+from voipgw.sip.address import CSeq, NameAddress, Via, lenientVia, parseAddressList
 from voipgw.sip.errors import MessageTooLarge, SIPParseError
-from voipgw.sip.grammar import isToken, splitCommas
-from voipgw.sip.headers import LIST_HEADERS, SINGLE_HEADERS, canonicalName
+from voipgw.sip.grammar import isDigits, isToken, splitCommas
+from voipgw.sip.headers import KNOWN_NAMES, LIST_HEADERS, SINGLE_HEADERS, canonicalName
 from voipgw.sip.uri import URI
 
 SIP_VERSION = "SIP/2.0"
@@ -50,6 +50,14 @@ REASON_PHRASES = {
 _UNSET = object()
 
 
+def _headerText(value: object) -> str:
+    """A header value as text; CR and LF would split the header, so refuse them."""
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"line break in header value {text[:60]!r}")
+    return text
+
+
 class Limits:
     """Hard limits applied while parsing (defaults suit a carrier edge)."""
 
@@ -77,23 +85,48 @@ class Message:
         self._cache: dict[str, object] = {}
 
     # -- raw header access -------------------------------------------------
+    #
+    # Known headers are stored under their canonical name (compact forms
+    # expanded); unknown ones as written, and are matched case-insensitively.
+
+    def _indices(self, name: str) -> tuple[str, list[int]]:
+        """The canonical name and the positions of the C{name} headers."""
+        canonical = canonicalName(name)
+        if canonical in KNOWN_NAMES:
+            return canonical, [i for i, (n, _) in enumerate(self.headers) if n == canonical]
+        lower = canonical.lower()
+        return canonical, [i for i, (n, _) in enumerate(self.headers) if n.lower() == lower]
 
     def getHeader(self, name: str) -> Optional[str]:
         """The value of the first header called C{name} (any spelling), or C{None}."""
-        name = canonicalName(name)
+        canonical = canonicalName(name)
+        if canonical in KNOWN_NAMES:
+            for n, v in self.headers:
+                if n == canonical:
+                    return v
+            return None
+        lower = canonical.lower()
         for n, v in self.headers:
-            if n == name:
+            if n.lower() == lower:
                 return v
         return None
+
+    def _rawValues(self, name: str) -> tuple[str, list[str]]:
+        canonical = canonicalName(name)
+        if canonical in KNOWN_NAMES:
+            return canonical, [v for n, v in self.headers if n == canonical]
+        lower = canonical.lower()
+        return canonical, [v for n, v in self.headers if n.lower() == lower]
 
     def getHeaderValues(self, name: str) -> list[str]:
         """
         Every value of C{name}: all header lines, and for list headers each
         comma-separated element (commas inside quotes and <> respected).
         """
-        name = canonicalName(name)
-        values = [v for n, v in self.headers if n == name]
-        if name in LIST_HEADERS:
+        canonical, values = self._rawValues(name)
+        if canonical in LIST_HEADERS:
+            if len(values) == 1:
+                return splitCommas(values[0])
             out: list[str] = []
             for v in values:
                 out.extend(splitCommas(v))
@@ -101,63 +134,50 @@ class Message:
         return values
 
     def hasHeader(self, name: str) -> bool:
-        name = canonicalName(name)
-        return any(n == name for n, _ in self.headers)
+        return self.getHeader(name) is not None
+
+    def _replace(self, name: str, lines: list[tuple[str, str]]) -> None:
+        canonical, positions = self._indices(name)
+        if not positions:
+            self.headers.extend(lines)
+        else:
+            first = positions[0]
+            drop = set(positions)
+            self.headers = (
+                [h for i, h in enumerate(self.headers[:first]) if i not in drop]
+                + lines
+                + [h for i, h in enumerate(self.headers[first:], first) if i not in drop]
+            )
+        self._forget(canonical)
+
+    def _forget(self, canonical: str) -> None:
+        self._cache.pop(canonical, None)
 
     def setHeader(self, name: str, value: object) -> None:
         """Replace every C{name} header by one with C{value} (in the first one's place)."""
-        name = canonicalName(name)
-        text = str(value)
-        newHeaders = []
-        placed = False
-        for n, v in self.headers:
-            if n == name:
-                if not placed:
-                    newHeaders.append((name, text))
-                    placed = True
-            else:
-                newHeaders.append((n, v))
-        if not placed:
-            newHeaders.append((name, text))
-        self.headers = newHeaders
-        self._cache.pop(name, None)
+        self._replace(name, [(canonicalName(name), _headerText(value))])
 
     def addHeader(self, name: str, value: object, first: bool = False) -> None:
         """Add a header line, at the end or (C{first}) before the others of its name."""
-        name = canonicalName(name)
-        if first:
-            for i, (n, _) in enumerate(self.headers):
-                if n == name:
-                    self.headers.insert(i, (name, str(value)))
-                    break
-            else:
-                self.headers.append((name, str(value)))
+        canonical, positions = self._indices(name)
+        line = (canonical, _headerText(value))
+        if first and positions:
+            self.headers.insert(positions[0], line)
         else:
-            self.headers.append((name, str(value)))
-        self._cache.pop(name, None)
+            self.headers.append(line)
+        self._forget(canonical)
 
     def removeHeader(self, name: str) -> None:
-        name = canonicalName(name)
-        self.headers = [(n, v) for n, v in self.headers if n != name]
-        self._cache.pop(name, None)
+        canonical, positions = self._indices(name)
+        if positions:
+            drop = set(positions)
+            self.headers = [h for i, h in enumerate(self.headers) if i not in drop]
+        self._forget(canonical)
 
     def setHeaderValues(self, name: str, values: Iterable[object]) -> None:
         """Replace every C{name} header by one line per value, in place of the first."""
-        name = canonicalName(name)
-        lines = [(name, str(v)) for v in values]
-        newHeaders: list[tuple[str, str]] = []
-        placed = False
-        for n, v in self.headers:
-            if n == name:
-                if not placed:
-                    newHeaders.extend(lines)
-                    placed = True
-            else:
-                newHeaders.append((n, v))
-        if not placed:
-            newHeaders.extend(lines)
-        self.headers = newHeaders
-        self._cache.pop(name, None)
+        canonical = canonicalName(name)
+        self._replace(name, [(canonical, _headerText(v)) for v in values])
 
     # -- structured access (parsed on demand, cached) ----------------------
 
@@ -251,23 +271,28 @@ class Message:
         §8.1.1): Via, From, To, Call-ID, CSeq; parse each; reject duplicates
         of the single-valued ones.  Raises L{SIPParseError}.
         """
-        seen: dict[str, int] = {}
+        counts: dict[str, int] = {}
         for name, _ in self.headers:
             if name in SINGLE_HEADERS:
-                seen[name] = seen.get(name, 0) + 1
-        for name, count in seen.items():
-            if count > 1:
-                raise SIPParseError(f"multiple {name} headers")
-        missing = [n for n in ("Via", "From", "To", "Call-ID", "CSeq") if not self.hasHeader(n)]
+                counts[name] = counts.get(name, 0) + 1
+        duplicated = [name for name, count in counts.items() if count > 1]
+        if duplicated:
+            raise SIPParseError("multiple " + ", ".join(duplicated) + " headers")
+        missing = [n for n in _MANDATORY if n != "Via" and n not in counts]
+        if not any(n == "Via" for n, _ in self.headers):
+            missing.insert(0, "Via")
         if missing:
-            raise SIPParseError("missing " + ", ".join(missing) + " header" + ("s" if len(missing) > 1 else ""))
-        self.topVia  # noqa: B018 - parse for validity
-        self.fromAddress  # noqa: B018
-        self.toAddress  # noqa: B018
-        self.cseq  # noqa: B018
-        if not self.callId:
-            raise SIPParseError("empty Call-ID header")
-
+            raise SIPParseError(
+                "missing " + ", ".join(missing) + " header" + ("s" if len(missing) > 1 else "")
+            )
+        for name, attribute in _STRUCTURED:
+            try:
+                getattr(self, attribute)
+            except SIPParseError as e:
+                raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
+        callId = self.callId
+        if not callId or not _CALLID_CHARS.issuperset(callId):
+            raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
 
 class Request(Message):
     """A SIP request: C{METHOD Request-URI SIP/2.0}."""
@@ -315,18 +340,31 @@ class Request(Message):
             if value is None:
                 return None
             value = value.strip()
-            if not value.isdigit() or len(value) > 10 or int(value) > 255:
-                raise SIPParseError(f"bad Max-Forwards {value!r}")
-            return int(value)
+            digits = value.lstrip("0") or "0"
+            if not isDigits(value) or len(digits) > 3 or int(digits) > 255:
+                raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
+            return int(digits)
 
         return self._cached("Max-Forwards", parse)
 
     def validate(self) -> None:
         super().validate()
-        self.requestURI  # noqa: B018
+        try:
+            uri = self.requestURI
+        except SIPParseError as e:
+            raise SIPParseError(f"bad Request-URI: {e.reason}") from None
+        if uri.headers is not None and uri.isSIP:
+            # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI.
+            raise SIPParseError("escaped headers in the Request-URI")
         if self.cseq.method != self.method:
-            raise SIPParseError("CSeq method does not match the request method")
-        self.maxForwards  # noqa: B018
+            raise SIPParseError(
+                "CSeq method does not match the request method",
+                400 if self.method in KNOWN_METHODS else 501,
+            )
+        try:
+            self.maxForwards  # noqa: B018
+        except SIPParseError as e:
+            raise SIPParseError(f"bad Max-Forwards header: {e.reason}") from None
 
     def __repr__(self) -> str:
         return f"<Request {self.startLine()!r}>"
@@ -365,6 +403,12 @@ class Response(Message):
 
 AnyMessage = Union[Request, Response]
 
+#: callid = word [ "@" word ] (RFC 3261 §25.1)
+_CALLID_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    "-.!%*_+`'~()<>:\\\"/[]?{}@"
+)
+
 
 def responseTo(
     request: Request, code: int, reason: Optional[str] = None, toTag: Optional[str] = None
@@ -374,10 +418,17 @@ def responseTo(
     order), From, To (adding C{toTag} if it has none), Call-ID and CSeq.
     """
     headers: list[tuple[str, str]] = []
+    seen = set()
     for name, value in request.headers:
-        if name == "Via" or name == "From" or name == "Call-ID" or name == "CSeq":
+        if name == "Via":
+            headers.append((name, value))
+        elif name in seen:
+            continue
+        elif name == "From" or name == "Call-ID" or name == "CSeq":
+            seen.add(name)
             headers.append((name, value))
         elif name == "To":
+            seen.add(name)
             if toTag is not None and code != 100 and ";tag=" not in value.replace(" ", "").lower():
                 try:
                     if request.toAddress.tag is None:
@@ -390,12 +441,45 @@ def responseTo(
 
 # -- parsing ------------------------------------------------------------------
 
+#: Methods this layer knows (RFC 3261 and the common extensions); an unknown
+#: method with a mismatched CSeq deserves a 501 (RFC 4475 §3.1.2.18).
+KNOWN_METHODS = frozenset(
+    ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+     "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"]
+)
+
+_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_STRUCTURED = (("Via", "vias"), ("From", "fromAddress"), ("To", "toAddress"), ("CSeq", "cseq"))
+
+#: Raw header name (as written on the wire) -> canonical name, for names
+#: already seen to be tokens.  Bounded: cleared when it grows too large.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 4096
+
+
+def _headerName(raw: str) -> Optional[str]:
+    """The canonical name for a raw header name, or C{None} if not a token."""
+    name = _NAME_CACHE.get(raw)
+    if name is not None:
+        return name
+    stripped = raw.rstrip(" \t")
+    if not isToken(stripped):
+        return None
+    name = canonicalName(stripped)
+    if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+        _NAME_CACHE.clear()
+    _NAME_CACHE[raw] = name
+    return name
+
 
 def _findHeaderEnd(data: bytes) -> tuple[int, int]:
     """Index where the header block ends and where the body starts, or (-1, -1)."""
     end = data.find(b"\r\n\r\n")
     if end >= 0:
-        return end, end + 4
+        bare = data.find(b"\n\n", 0, end)
+        if bare < 0:
+            return end, end + 4
+        return bare, bare + 2
     end = data.find(b"\n\n")
     if end >= 0:
         return end, end + 2
@@ -406,116 +490,196 @@ def parseMessage(
     data: bytes, limits: Limits = DEFAULT_LIMITS, datagram: bool = True
 ) -> AnyMessage:
     """
-    Parse one complete message.
+    Parse and validate one complete message.
 
     With C{datagram} (UDP), a missing Content-Length means "the rest of the
     datagram"; a body longer than declared is truncated and a shorter one is
-    an error (RFC 3261 §18.3).  Raises L{SIPParseError}; its C{request}
-    attribute holds the partly parsed request when the fault can be answered.
+    an error (RFC 3261 §18.3).  On a stream, Content-Length is mandatory.
+
+    Raises L{SIPParseError} (and nothing else) for any fault: its C{reason}
+    names the fault, C{status} is the response code it deserves, and
+    C{request} holds the partly parsed request when a response can be built
+    (the start line is a request line and the request carries a usable top
+    Via plus From, To, Call-ID and CSeq to copy).
     """
+    try:
+        return _parseMessage(data, limits, datagram)
+    except SIPParseError:
+        raise
+    except (ValueError, LookupError, UnicodeError, RecursionError, OverflowError,
+            TypeError, AttributeError) as e:  # pragma: no cover - a parser bug
+        raise SIPParseError(f"unparseable message ({e.__class__.__name__})") from None
+
+
+def _parseMessage(data: bytes, limits: Limits, datagram: bool) -> AnyMessage:
+    """L{parseMessage} without the last-resort conversion of internal errors."""
     if len(data) > limits.maxMessageSize:
         raise MessageTooLarge(f"message of {len(data)} bytes exceeds {limits.maxMessageSize}")
     headEnd, bodyStart = _findHeaderEnd(data)
     if headEnd < 0:
-        head = data.rstrip(b"\r\n")
-        body = b""
-        if not datagram:
-            raise SIPParseError("incomplete header block")
-    else:
-        head = data[:headEnd]
-        body = data[bodyStart:]
-    message = _parseHead(head, limits)
-    _applyContentLength(message, body, datagram)
+        # The empty line may be missing only when there is nothing at all.
+        raise SIPParseError("truncated message: no empty line after the headers")
+    head = data[:headEnd]
+    body = data[bodyStart:]
+    message, fault = _parseHead(head, limits)
+    if fault is None:
+        fault = _applyContentLength(message, body, datagram)
+    if fault is None:
+        try:
+            message.validate()
+        except SIPParseError as e:
+            fault = e
+    if fault is not None:
+        if isinstance(fault, MessageTooLarge):
+            raise MessageTooLarge(fault.reason, request=_answerable(message))
+        raise SIPParseError(fault.reason, fault.status, _answerable(message))
     return message
 
 
-def _parseHead(head: bytes, limits: Limits) -> AnyMessage:
+def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPParseError]]:
+    """
+    Parse the start line and header lines.  Faults that still leave the
+    message answerable are returned (the first one) rather than raised, so
+    the rest of the headers are read and a response can be built.
+    """
     text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
+    lines = text.split("\r\n")
+    fault: Optional[SIPParseError] = None
+    if text.count("\n") != len(lines) - 1:
+        # Some lines end in a bare LF: accept either line end.
+        lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if "\r" in text and any("\r" in line for line in lines):
+        fault = SIPParseError("bare CR in the header block")
     # Tolerate leading CRLFs before the start line (RFC 3261 §7.5).
-    while lines and not lines[0].strip("\r"):
-        lines.pop(0)
-    if not lines:
+    first = 0
+    while first < len(lines) and not lines[first]:
+        first += 1
+    if first == len(lines):
         raise SIPParseError("empty message")
-    startLine = lines[0].rstrip("\r")
+    startLine = lines[first]
     if len(startLine) > limits.maxLineLength:
         raise MessageTooLarge("start line too long")
-    message = _parseStartLine(startLine)
+    message, startFault = _parseStartLine(startLine)
+    fault = startFault or fault
     headers = message.headers
-    for raw in lines[1:]:
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if len(line) > limits.maxLineLength:
-            raise MessageTooLarge(
-                "header line too long", request=message if isinstance(message, Request) else None
-            )
+    maxLine = limits.maxLineLength
+    maxHeaders = limits.maxHeaders
+    lastValue: Optional[list[str]] = None
+    for line in lines[first + 1:]:
         if not line:
+            # A line of nothing inside the header block: the block ended early.
+            fault = fault or SIPParseError("empty line inside the header block")
             continue
-        if line[0] == " " or line[0] == "\t":
-            if not headers:
-                raise SIPParseError("continuation line before the first header")
-            name, value = headers[-1]
-            headers[-1] = (name, (value + " " + line.strip(" \t")) if value else line.strip(" \t"))
+        if len(line) > maxLine:
+            fault = fault or MessageTooLarge("header line too long")
+            lastValue = None
+            continue
+        c = line[0]
+        if c == " " or c == "\t":
+            if lastValue is None:
+                fault = fault or SIPParseError("continuation line before the first header")
+                continue
+            piece = line.strip(" \t")
+            if piece:
+                lastValue.append(piece)
             continue
         colon = line.find(":")
-        if colon <= 0:
-            raise SIPParseError(f"malformed header line {line[:40]!r}", request=_answerable(message))
-        name = line[:colon].rstrip(" \t")
-        if not isToken(name):
-            raise SIPParseError(f"bad header name {name[:40]!r}", request=_answerable(message))
-        headers.append((canonicalName(name), line[colon + 1:].strip(" \t")))
-        if len(headers) > limits.maxHeaders:
-            raise MessageTooLarge(f"more than {limits.maxHeaders} headers", request=_answerable(message))
-    return message
+        name = _headerName(line[:colon]) if colon > 0 else None
+        if name is None:
+            fault = fault or SIPParseError(
+                "malformed header line" if colon <= 0 else f"bad header name {line[:min(colon, 40)]!r}"
+            )
+            lastValue = None
+            continue
+        lastValue = [line[colon + 1:].strip(" \t")]
+        headers.append((name, lastValue))  # type: ignore[arg-type]
+        if len(headers) > maxHeaders:
+            raise MessageTooLarge(f"more than {maxHeaders} headers")
+    for i, (name, value) in enumerate(headers):
+        parts: list[str] = value  # type: ignore[assignment]
+        if len(parts) == 1:
+            headers[i] = (name, parts[0])
+        else:
+            joined = " ".join(p for p in parts if p)
+            if len(joined) > maxLine:
+                fault = fault or MessageTooLarge(f"folded {name} header too long")
+            headers[i] = (name, joined)
+    return message, fault
 
 
 def _answerable(message: AnyMessage) -> Optional[Request]:
-    return message if isinstance(message, Request) else None
+    """
+    C{message} if a response can be built for it: a request whose top Via
+    is usable and which carries From, To, Call-ID and CSeq.
+    """
+    if not isinstance(message, Request):
+        return None
+    present = {n for n, _ in message.headers if n in _MANDATORY}
+    if len(present) != len(_MANDATORY):
+        return None
+    try:
+        message.topVia  # noqa: B018
+    except SIPParseError:
+        via = lenientVia(message.getHeader("Via") or "")
+        if via is None:
+            return None
+        message._cache["Via"] = [via]
+    return message
 
 
-def _parseStartLine(line: str) -> AnyMessage:
-    if line.startswith("SIP/") or line[:4].upper() == "SIP/":
+def _parseStartLine(line: str) -> tuple[AnyMessage, Optional[SIPParseError]]:
+    if line[:4].upper() == "SIP/":
         parts = line.split(" ", 2)
         if len(parts) < 2:
             raise SIPParseError("truncated status line")
         version, codeText = parts[0], parts[1]
         if version.upper() != SIP_VERSION:
-            raise SIPParseError(f"unsupported SIP version {version!r}", 505)
-        if len(codeText) != 3 or not codeText.isdigit() or not 100 <= int(codeText) <= 699:
-            raise SIPParseError(f"bad status code {codeText!r}")
+            raise SIPParseError(f"unsupported SIP version {version[:20]!r}", 505)
+        if len(codeText) != 3 or not isDigits(codeText) or not 100 <= int(codeText) <= 699:
+            raise SIPParseError(f"bad status code {codeText[:20]!r}")
         reason = parts[2] if len(parts) == 3 else ""
-        return Response(int(codeText), reason)
+        if any(c < " " and c != "\t" for c in reason):
+            raise SIPParseError("control character in reason phrase")
+        return Response(int(codeText), reason), None
     parts = line.split(" ")
-    if len(parts) != 3:
-        raise SIPParseError("malformed request line")
-    method, uriText, version = parts
+    if len(parts) == 3 and all(parts):
+        method, uriText, version = parts
+        fault = None
+    else:
+        # Not exactly "METHOD SP Request-URI SP SIP-Version": read it
+        # liberally so the fault can still be answered (RFC 4475 §3.1.2.8-10).
+        words = line.split()
+        if len(words) < 3 or words[-1][:4].upper() != "SIP/":
+            raise SIPParseError("malformed request line")
+        method, uriText, version = words[0], " ".join(words[1:-1]), words[-1]
+        if len(words) > 3:
+            fault = SIPParseError("whitespace inside the Request-URI")
+        else:
+            fault = SIPParseError("extra whitespace in the request line")
     if not isToken(method):
         raise SIPParseError(f"bad method {method[:40]!r}")
-    if not uriText:
-        raise SIPParseError("empty Request-URI")
     request = Request(method, uriText)
     if version.upper() != SIP_VERSION:
         if version[:4].upper() == "SIP/":
-            raise SIPParseError(f"unsupported SIP version {version!r}", 505, request=request)
+            return request, SIPParseError(f"unsupported SIP version {version[:20]!r}", 505)
         raise SIPParseError(f"bad SIP version {version[:20]!r}")
-    return request
+    return request, fault
 
 
-def _applyContentLength(message: AnyMessage, body: bytes, datagram: bool) -> None:
+def _applyContentLength(message: AnyMessage, body: bytes, datagram: bool) -> Optional[SIPParseError]:
     values = [v for n, v in message.headers if n == "Content-Length"]
-    answerable = _answerable(message)
     if len(values) > 1:
-        raise SIPParseError("multiple Content-Length headers", request=answerable)
+        return SIPParseError("multiple Content-Length headers")
     if not values:
-        if not datagram and body:
-            raise SIPParseError("missing Content-Length on a stream transport", request=answerable)
+        if not datagram:
+            return SIPParseError("missing Content-Length on a stream transport")
         message.body = body
-        return
-    text = values[0].strip()
-    if not text.isdigit() or len(text) > 9:
-        raise SIPParseError(f"bad Content-Length {text[:20]!r}", request=answerable)
+        return None
+    text = values[0]
+    if not isDigits(text) or len(text) > 9:
+        return SIPParseError(f"bad Content-Length {text[:20]!r}")
     length = int(text)
     if length > len(body):
-        raise SIPParseError(
-            f"body shorter than Content-Length ({len(body)} < {length})", request=answerable
-        )
-    message.body = body[:length]
+        return SIPParseError(f"body shorter than Content-Length ({len(body)} < {length})")
+    message.body = body[:length] if length < len(body) else body
+    return None

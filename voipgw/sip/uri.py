@@ -6,18 +6,30 @@ other scheme (so a message carrying one can be answered C{416}).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Optional
 from urllib.parse import unquote as _percentUnquote
 
 from voipgw.sip.errors import SIPParseError
-from voipgw.sip.grammar import formatParams, parseParams
+from voipgw.sip.grammar import formatParams, isDigits
 
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+\-.]*):(.*)$", re.S)
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?$|^[A-Za-z0-9]$")
-_IPV4_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
-_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
-_USER_BAD = frozenset(" \t\r\n<>\"@")
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):(.*)", re.S)
+_HOSTNAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?")
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_UNRESERVED = _ALNUM | frozenset("-_.!~*'()")
+#: RFC 3261 user: unreserved / escaped / user-unreserved; C{#} is tolerated
+#: because dial strings (C{*21#}) are commonly sent unescaped.
+_USER_CHARS = _UNRESERVED | frozenset("%&=+$,;?/#")
+_PASSWORD_CHARS = _UNRESERVED | frozenset("%&=+$,")
+#: paramchar = param-unreserved / unreserved / escaped
+_PARAM_CHARS = _UNRESERVED | frozenset("%[]/:&+$")
+#: hname / hvalue characters, with the C{=} and C{&} that separate them
+_HEADER_CHARS = _UNRESERVED | frozenset("%[]/?:+$=&")
+_TEL_CHARS = _HEX | frozenset("*#+-.()")
+_OPAQUE_BAD = frozenset(' \t\r\n<>"{}|\\^`') | frozenset(chr(c) for c in range(32)) | {"\x7f"}
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
@@ -27,8 +39,35 @@ def unescape(value: str) -> str:
     return _percentUnquote(value, errors="surrogateescape") if "%" in value else value
 
 
+def _checkEscapes(value: str, what: str) -> None:
+    """Every C{%} in C{value} must start a C{%HH} escape."""
+    i = value.find("%")
+    while i >= 0:
+        if len(value) < i + 3 or value[i + 1] not in _HEX or value[i + 2] not in _HEX:
+            raise SIPParseError(f"bad escape in {what} {value[:60]!r}")
+        i = value.find("%", i + 3)
+
+
+def _checkChars(value: str, allowed: frozenset[str], what: str) -> None:
+    if not allowed.issuperset(value):
+        raise SIPParseError(f"bad character in {what} {value[:60]!r}")
+    if "%" in value:
+        _checkEscapes(value, what)
+
+
 def isIPv6Reference(host: str) -> bool:
     return host.startswith("[") and host.endswith("]")
+
+
+def isIPv6Address(text: str) -> bool:
+    """True if C{text} (no brackets) is an RFC 4291 textual IPv6 address."""
+    if not text or "%" in text or not _HEX.union(":.").issuperset(text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validateHost(host: str) -> None:
@@ -36,22 +75,15 @@ def validateHost(host: str) -> None:
     if not host:
         raise SIPParseError("empty host in URI")
     if host[0] == "[":
-        inner = host[1:-1] if host.endswith("]") else ""
-        if not inner or not _IPV6_RE.match(inner) or "::" in inner.replace("::", "", 1):
-            raise SIPParseError(f"bad IPv6 reference {host!r}")
-        # At most 8 groups, and a compressed form must not be complete.
-        groups = inner.split(":")
-        if len(groups) > 8 + ("." in inner):
-            raise SIPParseError(f"bad IPv6 reference {host!r}")
-        if "::" not in inner and not ("." in groups[-1] and len(groups) == 7) and len(groups) != 8:
-            raise SIPParseError(f"bad IPv6 reference {host!r}")
+        if not (host[-1] == "]" and isIPv6Address(host[1:-1])):
+            raise SIPParseError(f"bad IPv6 reference {host[:60]!r}")
         return
-    if _IPV4_RE.match(host):
+    if _IPV4_RE.fullmatch(host):
         if any(int(octet) > 255 for octet in host.split(".")):
             raise SIPParseError(f"bad IPv4 address {host!r}")
         return
-    if not _HOSTNAME_RE.match(host):
-        raise SIPParseError(f"bad host {host!r}")
+    if len(host) > 255 or not _HOSTNAME_RE.fullmatch(host):
+        raise SIPParseError(f"bad host {host[:60]!r}")
 
 
 def splitHostPort(text: str) -> tuple[str, Optional[int]]:
@@ -59,21 +91,21 @@ def splitHostPort(text: str) -> tuple[str, Optional[int]]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise SIPParseError(f"unterminated IPv6 reference in {text!r}")
+            raise SIPParseError(f"unterminated IPv6 reference in {text[:60]!r}")
         host = text[: end + 1]
         rest = text[end + 1:]
         if rest and not rest.startswith(":"):
-            raise SIPParseError(f"bad host and port {text!r}")
+            raise SIPParseError(f"bad host and port {text[:60]!r}")
         portText = rest[1:] if rest else None
     else:
-        host, colon, portText = text.partition(":")
+        host, colon, portText = text.partition(":")  # type: ignore[assignment]
         if not colon:
             portText = None
     validateHost(host)
     port: Optional[int] = None
     if portText is not None:
-        if not portText.isdigit() or len(portText) > 5 or int(portText) > 65535:
-            raise SIPParseError(f"bad port in {text!r}")
+        if not isDigits(portText) or len(portText) > 5 or int(portText) > 65535:
+            raise SIPParseError(f"bad port in {text[:60]!r}")
         port = int(portText)
     return host, port
 
@@ -114,20 +146,20 @@ class URI:
     @classmethod
     def parse(cls, text: str) -> "URI":
         """Parse C{text}; raise L{SIPParseError} if it is not a valid URI."""
-        m = _SCHEME_RE.match(text)
+        m = _SCHEME_RE.fullmatch(text)
         if m is None:
-            raise SIPParseError(f"malformed URI {text!r}")
+            raise SIPParseError(f"malformed URI {text[:60]!r}")
         scheme = m.group(1).lower()
         rest = m.group(2)
-        if any(c in rest for c in " \t\r\n"):
-            raise SIPParseError(f"whitespace in URI {text!r}")
-        if scheme in ("sip", "sips"):
+        if scheme == "sip" or scheme == "sips":
             return cls._parseSIP(scheme, rest)
+        if not rest or not _OPAQUE_BAD.isdisjoint(rest):
+            raise SIPParseError(f"bad character in URI {text[:60]!r}")
         if scheme == "tel":
             number, _, paramText = rest.partition(";")
-            if not number:
-                raise SIPParseError(f"empty telephone number in {text!r}")
-            return cls("tel", user=number, params=_params(paramText))
+            if not number or not _TEL_CHARS.issuperset(number):
+                raise SIPParseError(f"bad telephone number in {text[:60]!r}")
+            return cls("tel", user=number, params=parseURIParams(paramText))
         return cls(scheme, opaque=rest)
 
     @classmethod
@@ -138,24 +170,24 @@ class URI:
         if at >= 0:
             userinfo = rest[:at]
             rest = rest[at + 1:]
-            if not userinfo:
-                raise SIPParseError("empty user part in URI")
-            if _USER_BAD.intersection(userinfo):
-                raise SIPParseError(f"bad character in URI user part {userinfo!r}")
             user, colon, pw = userinfo.partition(":")
-            if colon:
-                password = pw
             if not user:
                 raise SIPParseError("empty user part in URI")
+            _checkChars(user, _USER_CHARS, "URI user part")
+            if colon:
+                _checkChars(pw, _PASSWORD_CHARS, "URI password")
+                password = pw
         rest, question, headers = rest.partition("?")
-        hostport, _, paramText = rest.partition(";")
+        hostport, semi, paramText = rest.partition(";")
         host, port = splitHostPort(hostport)
+        if question:
+            _checkChars(headers, _HEADER_CHARS, "URI headers")
         return cls(
             scheme,
             user=user,
             host=host,
             port=port,
-            params=_params(paramText),
+            params=parseURIParams(paramText) if semi else {},
             headers=headers if question else None,
             password=password,
         )
@@ -217,6 +249,17 @@ class URI:
             return self.host.lower()
         return f"{unescape(self.user)}@{self.host}".lower()
 
+    def unescapedParams(self) -> dict[str, Optional[str]]:
+        """The parameters with names and values unescaped (names lower-cased)."""
+        return {
+            unescape(k).lower(): (unescape(v) if v is not None else None)
+            for k, v in self.params.items()
+        }
+
+    def param(self, name: str) -> Optional[str]:
+        """The unescaped value of parameter C{name} (matched unescaped, any case)."""
+        return self.unescapedParams().get(name.lower())
+
     def equivalent(self, other: "URI") -> bool:
         """URI equality per RFC 3261 §19.1.4."""
         if self.scheme != other.scheme:
@@ -231,25 +274,37 @@ class URI:
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
+        mine, theirs = self.unescapedParams(), other.unescapedParams()
         for name in ("user", "ttl", "method", "maddr", "transport"):
-            a, b = self.params.get(name), other.params.get(name)
-            if (a is None) != (b is None):
+            if (name in mine) != (name in theirs):
                 return False
-            if a is not None and b is not None and unescape(a).lower() != unescape(b).lower():
-                return False
-        for name, value in self.params.items():
-            if name in other.params:
-                theirs = other.params[name]
-                if (value or "").lower() != (theirs or "").lower():
+        for name, value in mine.items():
+            if name in theirs:
+                if (value or "").lower() != (theirs[name] or "").lower():
                     return False
         return _headerSet(self.headers) == _headerSet(other.headers)
 
 
-def _params(text: str) -> dict[str, Optional[str]]:
-    try:
-        return parseParams(text)
-    except ValueError as e:
-        raise SIPParseError(str(e)) from None
+def parseURIParams(text: str) -> dict[str, Optional[str]]:
+    """
+    Parse URI parameters C{name[=value];...} (the text after the first
+    C{;}).  Names are lower-cased and kept escaped as written; a parameter
+    without C{=} maps to C{None}.
+    """
+    params: dict[str, Optional[str]] = {}
+    for piece in text.split(";"):
+        name, eq, value = piece.partition("=")
+        if not name:
+            raise SIPParseError(f"empty URI parameter in {text[:60]!r}")
+        _checkChars(name, _PARAM_CHARS, "URI parameter")
+        if eq:
+            if not value:
+                raise SIPParseError(f"empty value for URI parameter {name[:40]!r}")
+            _checkChars(value, _PARAM_CHARS, "URI parameter")
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
+    return params
 
 
 def _telDigits(number: Optional[str]) -> str:
