@@ -59,8 +59,10 @@ def splitOutside(value: str, separator: str) -> list[str]:
     The pieces are returned unstripped; an unterminated quote or bracket
     swallows the rest of the value into the last piece.
     """
-    if '"' not in value and "<" not in value:
-        return value.split(separator)
+    if '"' not in value:
+        if "<" not in value:
+            return value.split(separator)
+        return _splitOutsideAngles(value, separator)
     pieces = []
     start = 0
     inAngle = False
@@ -82,6 +84,28 @@ def splitOutside(value: str, separator: str) -> list[str]:
             pieces.append(value[start:i])
             start = i + 1
         i += 1
+    pieces.append(value[start:])
+    return pieces
+
+
+def _splitOutsideAngles(value: str, separator: str) -> list[str]:
+    """L{splitOutside} for a value without quotes: skip separators inside <>."""
+    pieces = []
+    start = pos = 0
+    find = value.find
+    while True:
+        i = find(separator, pos)
+        if i < 0:
+            break
+        lt = value.rfind("<", start, i)
+        if lt >= 0 and find(">", lt, i) < 0:
+            gt = find(">", i)
+            if gt < 0:
+                break
+            pos = gt + 1
+            continue
+        pieces.append(value[start:i])
+        start = pos = i + 1
     pieces.append(value[start:])
     return pieces
 

@@ -564,7 +564,8 @@ def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPPar
     headers = message.headers
     maxLine = limits.maxLineLength
     maxHeaders = limits.maxHeaders
-    lastValue: Optional[list[str]] = None
+    folded = "\n " in text or "\n\t" in text
+    lastIndex = -1
     for line in lines[first + 1:]:
         if not line:
             # A line of nothing inside the header block: the block ended early.
@@ -572,38 +573,34 @@ def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPPar
             continue
         if len(line) > maxLine:
             fault = fault or MessageTooLarge("header line too long")
-            lastValue = None
+            lastIndex = -1
             continue
-        c = line[0]
-        if c == " " or c == "\t":
-            if lastValue is None:
+        if folded and (line[0] == " " or line[0] == "\t"):
+            # LWS folding (RFC 3261 §7.3.1): the line continues the previous
+            # header; the fold and the whitespace around it become one SP.
+            if lastIndex < 0:
                 fault = fault or SIPParseError("continuation line before the first header")
                 continue
             piece = line.strip(" \t")
             if piece:
-                lastValue.append(piece)
+                name, value = headers[lastIndex]
+                value = f"{value} {piece}" if value else piece
+                if len(value) > maxLine:
+                    fault = fault or MessageTooLarge(f"folded {name} header too long")
+                headers[lastIndex] = (name, value)
             continue
         colon = line.find(":")
-        name = _headerName(line[:colon]) if colon > 0 else None
+        name = _headerName(line[:colon]) if colon > 0 else None  # type: ignore[assignment]
         if name is None:
             fault = fault or SIPParseError(
                 "malformed header line" if colon <= 0 else f"bad header name {line[:min(colon, 40)]!r}"
             )
-            lastValue = None
+            lastIndex = -1
             continue
-        lastValue = [line[colon + 1:].strip(" \t")]
-        headers.append((name, lastValue))  # type: ignore[arg-type]
-        if len(headers) > maxHeaders:
+        lastIndex = len(headers)
+        headers.append((name, line[colon + 1:].strip(" \t")))
+        if lastIndex >= maxHeaders:
             raise MessageTooLarge(f"more than {maxHeaders} headers")
-    for i, (name, value) in enumerate(headers):
-        parts: list[str] = value  # type: ignore[assignment]
-        if len(parts) == 1:
-            headers[i] = (name, parts[0])
-        else:
-            joined = " ".join(p for p in parts if p)
-            if len(joined) > maxLine:
-                fault = fault or MessageTooLarge(f"folded {name} header too long")
-            headers[i] = (name, joined)
     return message, fault
 
 

@@ -70,8 +70,22 @@ def isIPv6Address(text: str) -> bool:
     return True
 
 
+#: Hosts already found valid (carrier traffic repeats a few hosts a lot).
+_VALID_HOSTS: dict[str, bool] = {}
+_VALID_HOSTS_MAX = 4096
+
+
 def validateHost(host: str) -> None:
     """Raise L{SIPParseError} unless C{host} is a hostname, IPv4 or [IPv6]."""
+    if host in _VALID_HOSTS:
+        return
+    _validateHost(host)
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS[host] = True
+
+
+def _validateHost(host: str) -> None:
     if not host:
         raise SIPParseError("empty host in URI")
     if host[0] == "[":
@@ -146,6 +160,8 @@ class URI:
     @classmethod
     def parse(cls, text: str) -> "URI":
         """Parse C{text}; raise L{SIPParseError} if it is not a valid URI."""
+        if text[:4] == "sip:":
+            return cls._parseSIP("sip", text[4:])
         m = _SCHEME_RE.fullmatch(text)
         if m is None:
             raise SIPParseError(f"malformed URI {text[:60]!r}")
