@@ -172,10 +172,10 @@ class URI:
         if not rest or not _OPAQUE_BAD.isdisjoint(rest):
             raise SIPParseError(f"bad character in URI {text[:60]!r}")
         if scheme == "tel":
-            number, _, paramText = rest.partition(";")
+            number, semi, paramText = rest.partition(";")
             if not number or not _TEL_CHARS.issuperset(number):
                 raise SIPParseError(f"bad telephone number in {text[:60]!r}")
-            return cls("tel", user=number, params=parseURIParams(paramText))
+            return cls("tel", user=number, params=parseURIParams(paramText) if semi else {})
         return cls(scheme, opaque=rest)
 
     @classmethod
