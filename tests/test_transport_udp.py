@@ -1,0 +1,185 @@
+"""UDP transport: receiving, RFC 3261 §18.2.2 / RFC 3581 response routing, bad input."""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+
+from voipgw.sip.message import Limits, Request, parseMessage
+from voipgw.transport.address import Address, parseListen
+from voipgw.transport.manager import TransportService, TransportSettings
+
+OPTIONS = (
+    b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP %s;branch=z9hG4bKudp1%s\r\n"
+    b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+    b"Call-ID: udp-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[object, Address]] = []
+        self.arrived: defer.Deferred = defer.Deferred()
+
+    def receiveMessage(self, message: object, source: Address) -> None:
+        self.messages.append((message, source))
+        if not self.arrived.called:
+            self.arrived.callback(None)
+
+
+class Peer(DatagramProtocol):
+    """A UDP socket that records what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.waiting: list[defer.Deferred] = []
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.received.append(data)
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(data)
+
+    def next(self, timeout: float = 5.0) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self.waiting.append(d)
+        d.addTimeout(timeout, reactor)
+        return d
+
+
+class UDPTransportTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.recorder = Recorder()
+        self.service = self.makeService()
+        self.port = self.service.listenerFor("udp").port  # type: ignore[union-attr]
+        self.peer = Peer()
+        self.peerPort = reactor.listenUDP(0, self.peer, interface="127.0.0.1")
+        self.addCleanup(self.peerPort.stopListening)
+
+    def makeService(self, settings: TransportSettings | None = None, host: str = "127.0.0.1") -> TransportService:
+        service = TransportService(reactor, [parseListen(f"udp:{host}:0")], settings)
+        service.receiver = self.recorder  # type: ignore[assignment]
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    def send(self, data: bytes) -> None:
+        self.peerPort.write(data, ("127.0.0.1", self.port))
+
+    async def test_requestDeliveredWithSource(self) -> None:
+        self.send(OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b""))
+        await self.recorder.arrived
+        message, source = self.recorder.messages[0]
+        self.assertIsInstance(message, Request)
+        self.assertEqual(source, Address("udp", "127.0.0.1", self.peerPort.getHost().port))
+        self.assertEqual(self.service.counters.get("in.request.OPTIONS"), 1)
+
+    async def test_receivedAddedWhenViaHostDiffers(self) -> None:
+        """§18.2.1: received= is added when sent-by is not the source address."""
+        self.send(OPTIONS % (b"client.example.com:5060", b""))
+        await self.recorder.arrived
+        message, _ = self.recorder.messages[0]
+        self.assertEqual(message.topVia.received, "127.0.0.1")  # type: ignore[attr-defined]
+
+    async def test_rportFilledAndResponseSentThere(self) -> None:
+        """RFC 3581: rport gets the source port and the response goes to it, not to sent-by."""
+        self.send(OPTIONS % (b"10.99.0.1:5999", b";rport"))
+        await self.recorder.arrived
+        request, source = self.recorder.messages[0]
+        via = request.topVia  # type: ignore[attr-defined]
+        self.assertEqual(via.rport, str(self.peerPort.getHost().port))
+        self.assertEqual(via.received, "127.0.0.1")
+        from voipgw.sip.message import responseTo
+
+        response = responseTo(request, 200, toTag="x")  # type: ignore[arg-type]
+        waiting = self.peer.next()
+        self.service.sendResponse(response, source)
+        data = await waiting
+        reply = parseMessage(data)
+        self.assertEqual(reply.code, 200)  # type: ignore[union-attr]
+        self.assertIn(f"rport={self.peerPort.getHost().port}", reply.getHeader("Via"))
+
+    def test_responseWithoutRportGoesToSentByPort(self) -> None:
+        """§18.2.2: without rport, the response goes to received at the sent-by port."""
+        from voipgw.sip.message import Response
+
+        response = Response(200, headers=[("Via", "SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKa;received=192.0.2.1")])
+        self.assertEqual(self.service.responseDestination(response), Address("udp", "192.0.2.1", 5070))
+        response = Response(200, headers=[("Via", "SIP/2.0/UDP host.example.com;branch=z9hG4bKa")])
+        self.assertEqual(self.service.responseDestination(response), Address("udp", "host.example.com", 5060))
+
+    async def test_malformedRequestAnswered400WithReason(self) -> None:
+        """A request with a bad CSeq gets 400 whose reason names the fault."""
+        bad = OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b"")
+        bad = bad.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE")
+        waiting = self.peer.next()
+        self.send(bad)
+        data = await waiting
+        reply = parseMessage(data)
+        self.assertEqual(reply.code, 400)  # type: ignore[union-attr]
+        self.assertIn("CSeq", reply.reason)  # type: ignore[union-attr]
+        self.assertEqual(self.recorder.messages, [])
+        self.assertEqual(self.service.counters.get("parse_errors"), 1)
+
+    async def test_badVersionAnswered505(self) -> None:
+        bad = (OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b"")).replace(b"SIP/2.0\r\n", b"SIP/7.0\r\n", 1)
+        waiting = self.peer.next()
+        self.send(bad)
+        reply = parseMessage(await waiting)
+        self.assertEqual(reply.code, 505)  # type: ignore[union-attr]
+
+    async def test_garbageDroppedAndCounted(self) -> None:
+        """Binary garbage and unanswerable messages are dropped, counted, never delivered."""
+        import os
+
+        for _ in range(20):
+            self.send(os.urandom(300))
+        self.send(b"SIP/2.0 999999 Nope\r\n\r\n")
+        self.send(b"INVITE\r\n\r\n")
+        # A valid request after the garbage still gets through.
+        self.send(OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b""))
+        await self.recorder.arrived
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(len(self.recorder.messages), 1)
+        self.assertEqual(self.service.counters.get("parse_errors"), 22)
+        self.assertEqual(self.peer.received, [])
+
+    async def test_oversizeDatagramDropped(self) -> None:
+        """A datagram over the configured limit is refused (513 when answerable)."""
+        service = self.makeService(TransportSettings(limits=Limits(maxMessageSize=2000)))
+        big = (OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b"")).replace(
+            b"Content-Length: 0\r\n", b"X-Padding: " + b"a" * 3000 + b"\r\nContent-Length: 0\r\n"
+        )
+        self.peerPort.write(big, ("127.0.0.1", service.listenerFor("udp").port))  # type: ignore[union-attr]
+        await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(service.counters.get("parse_errors"), 1)
+        self.assertEqual(self.recorder.messages, [])
+
+    async def test_keepaliveIgnored(self) -> None:
+        self.send(b"\r\n\r\n")
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.service.counters.get("keepalive.udp"), 1)
+        self.assertEqual(self.service.counters.get("parse_errors"), 0)
+
+    async def test_ipv6Listener(self) -> None:
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            raise unittest.SkipTest("no IPv6 loopback")
+        service = self.makeService(host="[::1]")
+        listener = service.listenerFor("udp", "::1")
+        assert listener is not None
+        self.assertEqual(listener.host, "::1")
+        peer = Peer()
+        port = reactor.listenUDP(0, peer, interface="::1")
+        self.addCleanup(port.stopListening)
+        port.write(OPTIONS % (b"[::1]:%d" % port.getHost().port, b""), ("::1", listener.port))
+        await self.recorder.arrived
+        _, source = self.recorder.messages[0]
+        self.assertEqual(source.host, "::1")
