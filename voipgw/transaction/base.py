@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_transaction_layer -*-
 """What client and server transactions share: state, timers, termination."""
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class Transaction:
         raise NotImplementedError
 
     def startTimer(self, name: str, delay: float, handler: Callable[[], None]) -> None:
+        """(Re)start timer C{name}; a terminated transaction starts no timers."""
         self.cancelTimer(name)
+        if self.state == self.TERMINATED:
+            return
         self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, handler)
 
     def _fire(self, name: str, handler: Callable[[], None]) -> None:

@@ -1,5 +1,29 @@
 # -*- test-case-name: tests.test_transaction_client -*-
-"""Client transactions (RFC 3261 §17.1, with the RFC 6026 Accepted state)."""
+"""
+Client transactions (RFC 3261 §17.1, with the RFC 6026 Accepted state).
+
+An application starts one with
+C{layer.request(request, destination, user)}.  C{user} is any object with
+these three methods (the client transaction user):
+
+  - C{responseReceived(response, transaction)}: each response the TU must
+    see: every provisional response, the final response, and (INVITE, in
+    Accepted) every retransmission of a 2xx, since the TU sends the ACK for
+    a 2xx itself.  Retransmitted non-2xx final responses are absorbed; the
+    ACK for a non-2xx final response is sent hop-by-hop by the transaction
+    (L{buildAck}).
+  - C{timedOut(transaction)}: timer B (INVITE, still in Calling) or timer F
+    (non-INVITE, Trying or Proceeding) fired; called at most once.
+  - C{transportFailed(transaction, reason)}: the transport could not send
+    the request (C{onError} from the transport service); called at most
+    once, and never after C{timedOut} or a final response.
+
+The transaction is terminated before C{timedOut} and C{transportFailed} are
+called.  An INVITE in Proceeding is not timed out by the transaction (timer
+B stops at the first provisional response); a proxy runs its own timer C.
+To cancel a pending INVITE, send L{buildCancel}C{(invite)} through
+C{layer.request(cancel, destination, user, addVia=False)}.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +45,7 @@ class ClientTransaction(Transaction):
 
     C{user} is told of each response it should see (C{responseReceived}),
     of a timeout (C{timedOut}) and of a transport failure
-    (C{transportFailed}); see L{voipgw.interfaces.IClientTransactionUser}.
+    (C{transportFailed}); see this module's docstring.
     """
 
     log = Logger()
@@ -32,7 +56,6 @@ class ClientTransaction(Transaction):
         self.destination = destination
         self.user = user
         self.lastResponse: Optional[Response] = None
-        self._data = request.toBytes()
 
     @property
     def reliable(self) -> bool:
@@ -52,7 +75,7 @@ class ClientTransaction(Transaction):
         if self.state == self.TERMINATED:
             return
         self.layer.counters.increment("transactions.transport_errors")
-        self.log.info("transport error sending {method} to {destination}: {reason}", method=self.method, destination=str(self.destination), reason=reason)
+        self.log.debug("transport error sending {method} to {destination}: {reason}", method=self.method, destination=str(self.destination), reason=reason)
         self.terminate()
         self.user.transportFailed(self, reason)
 
@@ -73,21 +96,21 @@ class NonInviteClientTransaction(ClientTransaction):
         self._timerE = layer.timers.T1
 
     def start(self) -> None:
-        self._send()
         if not self.reliable:
             self.startTimer("E", self._timerE, self._retransmit)
         self.startTimer("F", self.layer.timers.F, self._timeout)
+        self._send()
 
     def _retransmit(self) -> None:
         if self.state not in (self.TRYING, self.PROCEEDING):
             return
         self.layer.counters.increment("transactions.request_retransmissions")
-        self._send()
         if self.state == self.TRYING:
             self._timerE = min(2 * self._timerE, self.layer.timers.T2)
         else:
             self._timerE = self.layer.timers.T2
         self.startTimer("E", self._timerE, self._retransmit)
+        self._send()
 
     def receiveResponse(self, response: Response) -> None:
         if self.state in (self.COMPLETED, self.TERMINATED):
@@ -117,41 +140,43 @@ class InviteClientTransaction(ClientTransaction):
         self.ack: Optional[Request] = None
 
     def start(self) -> None:
-        self._send()
         if not self.reliable:
             self.startTimer("A", self._timerA, self._retransmit)
         self.startTimer("B", self.layer.timers.B, self._timeout)
+        self._send()
 
     def _retransmit(self) -> None:
         if self.state != self.CALLING:
             return
         self.layer.counters.increment("transactions.request_retransmissions")
-        self._send()
         self._timerA *= 2
         self.startTimer("A", self._timerA, self._retransmit)
+        self._send()
 
     def receiveResponse(self, response: Response) -> None:
         code = response.code
         if self.state in (self.CALLING, self.PROCEEDING):
+            # Timer B only guards Calling (§17.1.1.2): a ringing INVITE
+            # may stay in Proceeding as long as the callee likes.
             self.cancelTimer("A")
+            self.cancelTimer("B")
             self.lastResponse = response
             if code < 200:
                 self.state = self.PROCEEDING
                 self.user.responseReceived(response, self)
                 return
-            self.cancelTimer("B")
             if code < 300:
                 self.state = self.ACCEPTED
                 self.startTimer("M", self.layer.timers.M, self.terminate)
                 self.user.responseReceived(response, self)
                 return
             self.state = self.COMPLETED
-            self._sendAck(response)
             delay = self.timerFor(self.layer.timers.D)
             if delay is None:
                 self.terminate()
             else:
                 self.startTimer("D", delay, self.terminate)
+            self._sendAck(response)
             self.user.responseReceived(response, self)
         elif self.state == self.ACCEPTED:
             if 200 <= code < 300:
@@ -166,7 +191,7 @@ class InviteClientTransaction(ClientTransaction):
         self.layer.transports.send(self.ack, self.destination)
 
     def _timeout(self) -> None:
-        if self.state in (self.CALLING, self.PROCEEDING):
+        if self.state == self.CALLING:
             super()._timeout()
 
 

@@ -7,6 +7,7 @@ user (the dispatcher), and runs client transactions for outgoing requests.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Hashable, Optional
 
@@ -57,6 +58,9 @@ class TransactionLayer(Service):
         self.user = user
         self.server: dict[Hashable, ServerTransaction] = {}
         self.client: dict[Hashable, ClientTransaction] = {}
+        #: Whether C{transports.sendResponse} reports failures through an
+        #: C{onError} argument (RFC 3261 §17.2.4); checked once, here.
+        self.responseErrors = _acceptsOnError(transports.sendResponse)
         self.counters.addGauge("transactions.server", lambda: len(self.server))
         self.counters.addGauge("transactions.client", lambda: len(self.client))
         transports.receiver = self
@@ -85,21 +89,22 @@ class TransactionLayer(Service):
 
     def _receiveRequest(self, request: Request, source: Address) -> None:
         method = request.method
+        key = serverKey(request)
         if method == "ACK":
-            transaction = self.server.get(serverKey(request))
-            if isinstance(transaction, InviteServerTransaction) and transaction.receivedAck(request, source):
+            invite = self.server.get(key)
+            if isinstance(invite, InviteServerTransaction) and invite.receivedAck(request, source):
                 self.counters.increment("transactions.acks_absorbed")
                 return
             if self.user is not None:
-                self.user.handleAck(request, source, transaction)
+                self.user.handleAck(request, source, invite)
             return
-        key = serverKey(request)
         existing = self.server.get(key)
         if existing is not None:
             existing.receivedRetransmission(request, source)
             return
+        transaction: ServerTransaction
         if method == "INVITE":
-            transaction: ServerTransaction = InviteServerTransaction(self, key, request, source)
+            transaction = InviteServerTransaction(self, key, request, source)
         else:
             transaction = NonInviteServerTransaction(self, key, request, source)
         self.server[key] = transaction
@@ -195,3 +200,11 @@ class TransactionLayer(Service):
                 transaction.cancelTimer(name)
         self.server.clear()
         self.client.clear()
+
+
+def _acceptsOnError(sendResponse: Any) -> bool:
+    try:
+        parameters = inspect.signature(sendResponse).parameters
+    except (TypeError, ValueError):
+        return False
+    return "onError" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -1,18 +1,38 @@
 # -*- test-case-name: tests.test_transaction_server -*-
-"""Server transactions (RFC 3261 §17.2, with the RFC 6026 Accepted state)."""
+"""
+Server transactions (RFC 3261 §17.2, with the RFC 6026 Accepted state).
+
+The application (the transaction user) gets each new request once, with
+its transaction, from L{voipgw.transaction.layer.TransactionLayer}, and
+answers through L{ServerTransaction.respond} (a status code or a
+L{Response} built with L{ServerTransaction.createResponse}).  It may
+register:
+
+  - L{ServerTransaction.onCancel}: called with the CANCEL request when a
+    CANCEL matches a pending INVITE; without a callback the transaction
+    answers 487 itself;
+  - L{ServerTransaction.onFailure}: called with C{(transaction, reason)}
+    when the transaction fails: C{"timeout"} when timer H fires (no ACK
+    for a non-2xx final response), or the transport's reason when a
+    response cannot be sent.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
+from typing import TYPE_CHECKING, Callable, Hashable, Optional
 
 from twisted.logger import Logger
 
+from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Request, Response, responseTo
 from voipgw.transaction.base import Transaction
 from voipgw.transport.address import Address
 
 if TYPE_CHECKING:
     from voipgw.transaction.layer import TransactionLayer
+
+#: Counter names by status class, so the per-message path formats nothing.
+RESPONSE_COUNTERS = tuple(f"out.response.{n}xx" for n in range(10))
 
 
 class ServerTransaction(Transaction):
@@ -31,8 +51,10 @@ class ServerTransaction(Transaction):
         self.lastResponse: Optional[Response] = None
         self.toTag = layer.newTag()
         self.cancelled = False
+        #: Why the transaction failed (C{"timeout"} or a transport reason), if it did.
+        self.failure: Optional[str] = None
         self._cancelCallbacks: list[Callable[[Request], None]] = []
-        self._ackCallbacks: list[Callable[[Request], None]] = []
+        self._failureCallbacks: list[Callable[["ServerTransaction", str], None]] = []
 
     @property
     def reliable(self) -> bool:
@@ -62,8 +84,15 @@ class ServerTransaction(Transaction):
 
     def _transmit(self, response: Response) -> None:
         self.lastResponse = response
-        self.layer.counters.increment(f"out.response.{response.code // 100}xx")
-        self.layer.transports.sendResponse(response, self.source)
+        self._resend(response, self.source)
+
+    def _resend(self, response: Response, destination: Address) -> None:
+        layer = self.layer
+        layer.counters.increment(RESPONSE_COUNTERS[response.code // 100 % 10])
+        if layer.responseErrors:
+            layer.transports.sendResponse(response, destination, onError=self.transportError)
+        else:
+            layer.transports.sendResponse(response, destination)
 
     def _sendResponse(self, response: Response) -> None:
         raise NotImplementedError
@@ -77,6 +106,10 @@ class ServerTransaction(Transaction):
             raise RuntimeError("already cancelled")
         self._cancelCallbacks.append(callback)
 
+    def onFailure(self, callback: Callable[["ServerTransaction", str], None]) -> None:
+        """Call C{callback(transaction, reason)} if this transaction fails (timer H, transport)."""
+        self._failureCallbacks.append(callback)
+
     def cancel(self, cancelRequest: Request) -> None:
         """A CANCEL matched this transaction (RFC 3261 §9.2)."""
         if self.cancelled:
@@ -89,13 +122,23 @@ class ServerTransaction(Transaction):
             callback(cancelRequest)
 
     def transportError(self, reason: str) -> None:
-        self.log.info("transport error answering {method} from {source}: {reason}", method=self.method, source=str(self.source), reason=reason)
+        """The transport could not send a response (RFC 3261 §17.2.4)."""
+        if self.state == self.TERMINATED:
+            return
+        self.log.debug("transport error answering {method} from {source}: {reason}", method=self.method, source=str(self.source), reason=reason)
         self.layer.counters.increment("transactions.transport_errors")
+        self._fail(reason)
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
         self.terminate()
+        callbacks, self._failureCallbacks = self._failureCallbacks, []
+        for callback in callbacks:
+            callback(self, reason)
 
 
 class NonInviteServerTransaction(ServerTransaction):
-    """RFC 3261 §17.2.2, Figure 8."""
+    """RFC 3261 §17.2.2, Figure 8: Trying, Proceeding, Completed (timer J)."""
 
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
         super().__init__(layer, key, request, source, self.TRYING)
@@ -104,26 +147,31 @@ class NonInviteServerTransaction(ServerTransaction):
         if self.state in (self.COMPLETED, self.TERMINATED):
             self.log.warn("ignoring {code} for completed {method} transaction", code=response.code, method=self.method)
             return
-        self._transmit(response)
-        if response.code < 200:
-            self.state = self.PROCEEDING
+        if response.code >= 200:
+            # Enter Completed before sending, so that a synchronous
+            # transport failure finds the final state.
+            self.state = self.COMPLETED
+            if self.reliable:
+                self.terminate()
+            else:
+                self.startTimer("J", self.layer.timers.J, self.terminate)
+            self._transmit(response)
             return
-        self.state = self.COMPLETED
-        delay = self.timerFor(self.layer.timers.J)
-        if delay is None:
-            self.terminate()
-        else:
-            self.startTimer("J", delay, self.terminate)
+        self.state = self.PROCEEDING
+        self._transmit(response)
 
     def receivedRetransmission(self, request: Request, source: Address) -> None:
         self.layer.counters.increment("transactions.retransmissions_absorbed")
+        # In Trying the retransmission is discarded (§17.2.2).
         if self.state in (self.PROCEEDING, self.COMPLETED) and self.lastResponse is not None:
-            self.layer.counters.increment(f"out.response.{self.lastResponse.code // 100}xx")
-            self.layer.transports.sendResponse(self.lastResponse, source)
+            self._resend(self.lastResponse, source)
 
 
 class InviteServerTransaction(ServerTransaction):
-    """RFC 3261 §17.2.1, Figure 7, as updated by RFC 6026 (Accepted state)."""
+    """
+    RFC 3261 §17.2.1, Figure 7, as updated by RFC 6026 §7.1: Proceeding,
+    Completed (timers G, H), Confirmed (timer I), Accepted (timer L).
+    """
 
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
         super().__init__(layer, key, request, source, self.PROCEEDING)
@@ -132,64 +180,90 @@ class InviteServerTransaction(ServerTransaction):
 
     def _sendTrying(self) -> None:
         if self.lastResponse is None and self.state == self.PROCEEDING:
+            self.cancelTimer("trying")
             self._transmit(responseTo(self.request, 100))
 
     def _sendResponse(self, response: Response) -> None:
         code = response.code
         if self.state == self.ACCEPTED and 200 <= code < 300:
-            self._transmit(response)  # the TU retransmits its 2xx
+            self._transmit(response)  # the TU retransmits its 2xx (RFC 6026 §7.1)
             return
         if self.state != self.PROCEEDING:
             self.log.warn("ignoring {code} for INVITE transaction in state {state}", code=code, state=self.state)
             return
         self.cancelTimer("trying")
-        self._transmit(response)
         if code < 200:
+            self._transmit(response)
             return
+        timers = self.layer.timers
         if code < 300:
             self.state = self.ACCEPTED
-            self.startTimer("L", self.layer.timers.L, self.terminate)
-            return
-        self.state = self.COMPLETED
-        if not self.reliable:
-            self.startTimer("G", self._timerG, self._retransmitFinal)
-        self.startTimer("H", self.layer.timers.H, self._timerH)
+            self.startTimer("L", timers.L, self.terminate)
+        else:
+            self.state = self.COMPLETED
+            if not self.reliable:
+                self.startTimer("G", self._timerG, self._retransmitFinal)
+            self.startTimer("H", timers.H, self._timerH)
+        self._transmit(response)
 
     def _retransmitFinal(self) -> None:
         if self.state != self.COMPLETED or self.lastResponse is None:
             return
         self.layer.counters.increment("transactions.response_retransmissions")
-        self.layer.transports.sendResponse(self.lastResponse, self.source)
         self._timerG = min(2 * self._timerG, self.layer.timers.T2)
         self.startTimer("G", self._timerG, self._retransmitFinal)
+        self._resend(self.lastResponse, self.source)
 
     def _timerH(self) -> None:
-        self.log.info("no ACK for {code} to INVITE from {source} (timer H)", code=self.lastResponse.code if self.lastResponse else 0, source=str(self.source))
+        self.log.debug("no ACK for {code} to INVITE from {source} (timer H)", code=self.lastResponse.code if self.lastResponse else 0, source=str(self.source))
         self.layer.counters.increment("transactions.timer_h")
-        self.terminate()
+        self._fail("timeout")
 
     def receivedRetransmission(self, request: Request, source: Address) -> None:
         self.layer.counters.increment("transactions.retransmissions_absorbed")
-        if self.state in (self.PROCEEDING, self.COMPLETED) and self.lastResponse is not None:
-            self.layer.counters.increment(f"out.response.{self.lastResponse.code // 100}xx")
-            self.layer.transports.sendResponse(self.lastResponse, source)
-        # In Accepted the 2xx is retransmitted by the TU, not here (RFC 6026).
+        if self.state == self.PROCEEDING and self.lastResponse is None:
+            # Answer the retransmission at once rather than wait for the
+            # 100 Trying timer: the client is clearly retransmitting.
+            self._sendTrying()
+        elif self.state in (self.PROCEEDING, self.COMPLETED) and self.lastResponse is not None:
+            self._resend(self.lastResponse, source)
+        # In Confirmed and Accepted retransmissions are absorbed silently:
+        # the 2xx is retransmitted by the TU, not here (RFC 6026 §7.1).
 
     def receivedAck(self, ack: Request, source: Address) -> bool:
         """
         An ACK matched this transaction.  Returns True if the transaction
         absorbed it (ACK for a non-2xx), False if it belongs to the TU.
         """
-        if self.state == self.COMPLETED:
+        state = self.state
+        if state == self.COMPLETED:
+            if not self._ackMatchesTag(ack):
+                return False
             self.state = self.CONFIRMED
             self.cancelTimer("G")
             self.cancelTimer("H")
-            delay = self.timerFor(self.layer.timers.T4)
-            if delay is None:
+            if self.reliable:
                 self.terminate()
             else:
-                self.startTimer("I", delay, self.terminate)
+                self.startTimer("I", self.layer.timers.I, self.terminate)
             return True
-        if self.state == self.CONFIRMED:
+        if state == self.CONFIRMED:
             return True
-        return self.state != self.ACCEPTED
+        if state == self.ACCEPTED:
+            return False
+        # Proceeding: an ACK before any final response is meaningless; drop it.
+        return True
+
+    def _ackMatchesTag(self, ack: Request) -> bool:
+        """
+        With RFC 2543 matching (no branch cookie) the ACK must also carry
+        the To tag of the response (§17.2.3); with a branch it always does.
+        """
+        if self.key[0] != "2543":  # type: ignore[index]
+            return True
+        try:
+            tag = ack.toAddress.tag
+            sent = self.lastResponse.toAddress.tag if self.lastResponse is not None else None
+        except SIPParseError:
+            return False
+        return sent is None or tag == sent
