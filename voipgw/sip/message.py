@@ -515,6 +515,9 @@ def _parseMessage(data: bytes, limits: Limits, datagram: bool) -> AnyMessage:
     """L{parseMessage} without the last-resort conversion of internal errors."""
     if len(data) > limits.maxMessageSize:
         raise MessageTooLarge(f"message of {len(data)} bytes exceeds {limits.maxMessageSize}")
+    if data[:1] in (b"\r", b"\n"):
+        # Tolerate CRLFs before the start line (RFC 3261 §7.5).
+        data = data.lstrip(b"\r\n")
     headEnd, bodyStart = _findHeaderEnd(data)
     if headEnd < 0:
         # The empty line may be missing only when there is nothing at all.
