@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from typing import Optional
@@ -124,19 +125,28 @@ class MariaDBServer:
         finally:
             conn.close()
 
+    _initLock = threading.Lock()
+
     def _initialise(self) -> None:
-        os.makedirs(self.datadir, exist_ok=True)
-        result = subprocess.run(
-            [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        if result.returncode != 0:
+        # mariadb-install-db's bootstrap occasionally crashes (a core dump in
+        # its log), more often when several run at once: serialise them and
+        # retry on a clean directory.
+        with self._initLock:
+            for attempt in range(3):
+                shutil.rmtree(self.datadir, ignore_errors=True)
+                os.makedirs(self.datadir, exist_ok=True)
+                result = subprocess.run(
+                    [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+                     "--auth-root-authentication-method=normal", "--skip-test-db"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )
+                if result.returncode == 0:
+                    self._initialised = True
+                    return
             raise RuntimeError(
                 f"{INSTALL_DB} failed (status {result.returncode}): "
                 + result.stderr.decode("utf-8", "replace")[-2000:]
             )
-        self._initialised = True
 
     def start(self, timeout: float = 30.0) -> None:
         if self.process is not None and self.process.poll() is None:
