@@ -172,6 +172,9 @@ class PartitionMap:
 
     partitions: int
     copies: list[CopyState] = field(default_factory=list)
+    #: C{False} while a map is being built (C{voipgw-admin location add}):
+    #: partitions may still lack copies; every other rule holds.
+    requireComplete: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -197,7 +200,7 @@ class PartitionMap:
                 )
         for p in range(self.partitions):
             members = self.copiesOf(p)
-            if not members:
+            if not members and self.requireComplete:
                 raise MapError(f"partition {p} has no copy")
             if len(members) > 2:
                 raise MapError(f"partition {p} has {len(members)} copies; at most 2")

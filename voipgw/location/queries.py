@@ -190,6 +190,16 @@ def writeMap(conn: Connection, partitions: int, copies: Iterable[CopyState], now
     setPartitions(conn, partitions)
 
 
+def addCopy(conn: Connection, c: CopyState, now: float, by: str) -> None:
+    """Add one database to the map (or replace its row)."""
+    conn.execute(delete(M).where(M.c.url == c.url))
+    conn.execute(M.insert().values(
+        url=c.url, partition_no=c.partition, copy_no=c.copyNo, status=c.status.value,
+        error_count=c.errors, failover_time=c.failoverTime, spare=int(c.spare),
+        risk_group=c.riskGroup, changed_by=by, changed=now,
+    ))
+
+
 def setPartitions(conn: Connection, partitions: int) -> None:
     if conn.execute(update(S).where(S.c.name == "partitions").values(value=str(partitions))).rowcount == 0:
         if conn.execute(select(S.c.name).where(S.c.name == "partitions")).first() is None:
