@@ -16,7 +16,8 @@ in L{FakeTransportService.sent}::
 Nothing touches the network.  Sends to a destination registered with
 L{FakeTransportService.failSendsTo} report a failure through the sender's
 C{onError}, asynchronously (on the next turn of C{clock}) as the real
-transport service does, or synchronously when the fake has no clock.
+transport service does, or synchronously when the fake has no clock or
+was made with C{synchronousErrors=True}.
 """
 
 from __future__ import annotations
@@ -86,8 +87,10 @@ class FakeTransportService:
         self,
         clock: Any = None,
         listen: Optional[list[Address]] = None,
+        synchronousErrors: bool = False,
     ) -> None:
         self.clock = clock
+        self.synchronousErrors = synchronousErrors or clock is None
         self.receiver: Any = None
         self.sent: list[SentMessage] = []
         if listen is None:
@@ -187,7 +190,7 @@ class FakeTransportService:
         self.sent.append(SentMessage(message, destination, message.toBytes(), now, source, onError))
         reason = self._failures.get(destination.withoutConnection())
         if reason is not None and onError is not None:
-            if self.clock is not None:
+            if not self.synchronousErrors:
                 self.clock.callLater(0, onError, reason)
             else:
                 onError(reason)
