@@ -1,0 +1,437 @@
+# -*- test-case-name: tests.test_auth_digest -*-
+"""
+SIP digest authentication (RFC 7616, RFC 2617, RFC 3261 §22) with
+stateless nonces.
+
+Design
+======
+
+A nonce is C{base64url(issued-ms (8 bytes) || random (8) || mac (16))}
+where C{mac} is HMAC-SHA256 over the first 16 bytes and the realm, keyed
+with the site secret.  Any node of the site holding the same secret can
+verify any other node's nonce without shared state, a nonce minted for one
+realm does not verify for another, and a nonce older than
+C{nonceLifetime} is answered with a fresh challenge carrying
+C{stale=true} (when the rest of the credentials were right).
+
+Replay protection is the one piece of state: the highest nonce-count seen
+per nonce, in an insertion-ordered dict bounded by C{maxTrackedNonces}.
+Entries whose nonce has expired are dropped from the front as time goes on
+(no timer, no scan: nonces are first used in roughly issue order).  When the
+bound forces an entry out, the issue time of the evicted nonce becomes a
+floor: an untracked nonce issued at or before it is treated as stale, so an
+eviction can never reopen a replay window.  Counts are per node; a client
+that moves between nodes with the same nonce is only protected per node.
+
+Failures (a wrong response, an unknown user) are counted per
+C{(username@realm, source host)} within C{failureWindow}; at
+C{maxFailures} the authenticator answers C{403} until the window passes.
+A wrong password or an unknown user gets the same fresh challenge, so the
+existence of a subscriber is never revealed.
+
+Only the stored HA1 (MD5 or SHA-256, realm = domain) is used; responses
+are compared with L{hmac.compare_digest}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from twisted.logger import Logger
+
+from voipgw.sip.address import DigestParams
+from voipgw.sip.errors import SIPParseError
+from voipgw.sip.message import Request, Response, responseTo
+from voipgw.sip.uri import URI
+
+__all__ = ["AuthResult", "DigestAuthenticator", "SUPPORTED_ALGORITHMS", "digestResponse"]
+
+_HASHES: dict[str, Callable[[bytes], Any]] = {
+    "MD5": hashlib.md5,
+    "SHA-256": hashlib.sha256,
+}
+
+#: Algorithms this module can verify (the C{-sess} variants are verified
+#: but never offered).
+SUPPORTED_ALGORITHMS = ("SHA-256", "MD5")
+
+_REQUIRED = ("username", "realm", "nonce", "uri", "response")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NONCE_RAW = 32
+_NONCE_TEXT = 43  # base64url of 32 bytes, unpadded
+#: Seconds a nonce may appear to come from the future (clock skew between
+#: the nodes of a site).
+CLOCK_SKEW = 30.0
+
+
+def _h(algorithm: str, text: str) -> str:
+    return _HASHES[algorithm](text.encode("utf-8", "surrogateescape")).hexdigest()  # type: ignore[no-any-return]
+
+
+def digestResponse(
+    algorithm: str, ha1: str, nonce: str, nc: str, cnonce: str, qop: str, method: str, uri: str
+) -> str:
+    """
+    The C{response} value of RFC 7616 §3.4.1 for C{qop=auth}:
+    C{KD(HA1, nonce:nc:cnonce:qop:HA2)} with C{HA2 = H(method:uri)}.
+    C{algorithm} is C{MD5}, C{SHA-256} or their C{-sess} forms (then
+    C{HA1} is re-hashed with the nonce and cnonce, §3.4.2).
+    """
+    base = algorithm[:-5] if algorithm.endswith("-sess") else algorithm
+    if algorithm.endswith("-sess"):
+        ha1 = _h(base, f"{ha1}:{nonce}:{cnonce}")
+    ha2 = _h(base, f"{method}:{uri}")
+    return _h(base, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+
+
+@dataclass
+class AuthResult:
+    """
+    The outcome of L{DigestAuthenticator.authenticate}.
+
+    @ivar ok: the credentials are valid and fresh for an enabled subscriber.
+    @ivar subscriber: the authenticated L{voipgw.subscribers.Subscriber}
+        (set when C{ok}; also set for a disabled subscriber).
+    @ivar response: when not C{ok}, the response to send: a 401/407
+        challenge, a 400 for malformed credentials, or a 403.
+    @ivar reason: a short word for logs and counters (C{"ok"},
+        C{"no-credentials"}, C{"wrong-response"}, C{"stale"},
+        C{"replay"}, C{"malformed"}, C{"blocked"}, C{"disabled"}, ...).
+    @ivar stale: the challenge carries C{stale=true}.
+    """
+
+    ok: bool
+    subscriber: Any = None
+    response: Optional[Response] = None
+    reason: str = ""
+    stale: bool = False
+
+
+class DigestAuthenticator:
+    """
+    Verifies digest credentials against an L{ISubscriberStore} and builds
+    challenges.
+
+    @param subscribers: an L{ISubscriberStore} (C{getSubscriber(user,
+        domain)} returning a Deferred).
+    @param secret: the site secret (at least 16 bytes), the same on every
+        node of a site.
+    @param clock: C{seconds()} provider (the reactor or C{task.Clock}).
+    @param nonceLifetime: seconds a nonce stays fresh.
+    @param algorithms: algorithms offered, in order of preference (one
+        challenge header each).
+    @param maxFailures: failed attempts per username/realm and source host
+        within C{failureWindow} seconds before answering C{403}; 0 disables.
+    """
+
+    log = Logger()
+
+    #: Bound of the nonce-count table (entries, ~150 bytes each).
+    maxTrackedNonces = 200_000
+    #: Bound of the failure table.
+    maxTrackedFailures = 100_000
+
+    def __init__(
+        self,
+        subscribers: Any,
+        secret: bytes,
+        clock: Any,
+        nonceLifetime: float = 300.0,
+        algorithms: tuple[str, ...] | list[str] = ("SHA-256", "MD5"),
+        maxFailures: int = 5,
+        failureWindow: float = 60.0,
+    ) -> None:
+        if not isinstance(secret, bytes) or len(secret) < 16:
+            raise ValueError("the digest secret must be at least 16 bytes")
+        algorithms = tuple(a.upper() for a in algorithms)
+        if not algorithms:
+            raise ValueError("at least one digest algorithm is needed")
+        for a in algorithms:
+            if a not in _HASHES:
+                raise ValueError(f"unsupported digest algorithm {a!r} (use SHA-256, MD5)")
+        if nonceLifetime <= 0:
+            raise ValueError("nonce lifetime must be positive")
+        self.subscribers = subscribers
+        self.clock = clock
+        self.nonceLifetime = float(nonceLifetime)
+        self.algorithms = algorithms
+        self.maxFailures = int(maxFailures)
+        self.failureWindow = float(failureWindow)
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        # nonce -> (issued, highest nc)
+        self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._evictedBefore = float("-inf")
+        # (identity, host) -> (window start, failures)
+        self._failures: dict[tuple[str, str], tuple[float, int]] = {}
+
+    # -- nonces ------------------------------------------------------------
+
+    def _sign(self, head: bytes, realm: str) -> bytes:
+        mac = self._mac.copy()
+        mac.update(head)
+        mac.update(realm.lower().encode("utf-8", "surrogateescape"))
+        return mac.digest()[:16]
+
+    def makeNonce(self, realm: str) -> str:
+        """A fresh nonce for C{realm}, issued now."""
+        head = struct.pack(">Q", int(self.clock.seconds() * 1000)) + os.urandom(8)
+        return base64.urlsafe_b64encode(head + self._sign(head, realm)).rstrip(b"=").decode("ascii")
+
+    def nonceIssued(self, nonce: str, realm: str) -> Optional[float]:
+        """The issue time of a genuine nonce for C{realm}, else C{None}."""
+        if len(nonce) != _NONCE_TEXT:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=")
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) != _NONCE_RAW:
+            return None
+        head = raw[:16]
+        if not hmac.compare_digest(raw[16:], self._sign(head, realm)):
+            return None
+        issued: float = struct.unpack(">Q", head[:8])[0] / 1000.0
+        return issued
+
+    # -- challenges ----------------------------------------------------------
+
+    def challenge(
+        self,
+        request: Request,
+        realm: str,
+        proxy: bool = False,
+        stale: bool = False,
+        toTag: Optional[str] = None,
+    ) -> Response:
+        """
+        A 401 (or 407 when C{proxy}) with one C{WWW-Authenticate} (or
+        C{Proxy-Authenticate}) header per configured algorithm, SHA-256
+        first by default, sharing one fresh nonce, C{qop="auth"}.
+        """
+        response = responseTo(request, 407 if proxy else 401, None, toTag)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        nonce = self.makeNonce(realm)
+        realmText = _quote(realm)
+        staleText = ", stale=true" if stale else ""
+        for algorithm in self.algorithms:
+            response.addHeader(
+                name,
+                f'Digest realm={realmText}, nonce="{nonce}", qop="auth", '
+                f"algorithm={algorithm}{staleText}",
+            )
+        return response
+
+    # -- verification --------------------------------------------------------
+
+    def _error(self, request: Request, code: int, reason: str, why: str, toTag: Optional[str]) -> AuthResult:
+        return AuthResult(False, None, responseTo(request, code, reason, toTag), why)
+
+    def _challenge(
+        self, request: Request, realm: str, proxy: bool, why: str, toTag: Optional[str],
+        stale: bool = False, subscriber: Any = None,
+    ) -> AuthResult:
+        return AuthResult(False, subscriber, self.challenge(request, realm, proxy, stale, toTag), why, stale)
+
+    def credentials(self, request: Request, realm: str, proxy: bool = False) -> Optional[DigestParams]:
+        """
+        The Digest credentials of C{request} for C{realm}, C{None} if it
+        has none for that realm; raise L{SIPParseError} for a malformed
+        Authorization header.
+        """
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        values = request.getHeaderValues(header)
+        if not values:
+            return None
+        realm = realm.lower()
+        found: Optional[DigestParams] = None
+        for value in values:
+            params = DigestParams.parse(value)
+            if params.scheme.lower() != "digest":
+                continue
+            given = params.params.get("realm")
+            if given is not None and given.lower() == realm:
+                if found is not None:
+                    raise SIPParseError(f"two {header} headers for realm {realm!r}")
+                found = params
+        if found is None:
+            # Digest credentials for other realms only: a fresh challenge.
+            return None
+        return found
+
+    async def authenticate(
+        self,
+        request: Request,
+        realm: str,
+        proxy: bool = False,
+        toTag: Optional[str] = None,
+        source: Any = None,
+    ) -> AuthResult:
+        """
+        Check the request's credentials for C{realm}.
+
+        C{source} (an L{Address} or a host string) keys the failure
+        counter; without it the top Via's C{received} or host is used.
+        Store failures (L{voipgw.db.errors.DatabaseUnavailable}) propagate
+        to the caller, which answers 500/503.
+        """
+        now = self.clock.seconds()
+        try:
+            creds = self.credentials(request, realm, proxy)
+        except SIPParseError as e:
+            return self._error(request, 400, f"Bad Request ({e.reason})", "malformed", toTag)
+        if creds is None:
+            return self._challenge(request, realm, proxy, "no-credentials", toTag)
+        p = creds.params
+        missing = [name for name in _REQUIRED if not p.get(name)]
+        qop = p.get("qop")
+        if qop is None:
+            missing.append("qop")
+        if missing:
+            return self._error(
+                request, 400, f"Bad Request (credentials lack {', '.join(missing)})", "malformed", toTag
+            )
+        if qop != "auth":
+            return self._error(request, 400, "Bad Request (only qop=auth is supported)", "malformed", toTag)
+        nc, cnonce = p.get("nc", ""), p.get("cnonce", "")
+        if len(nc) != 8 or not _HEX.issuperset(nc):
+            return self._error(request, 400, "Bad Request (nc must be 8 hex digits)", "malformed", toTag)
+        if not cnonce:
+            return self._error(request, 400, "Bad Request (credentials lack cnonce)", "malformed", toTag)
+        algorithm = (p.get("algorithm") or "MD5").upper()
+        base = algorithm[:-5] if algorithm.endswith("-SESS") else algorithm
+        if base not in self.algorithms:
+            return self._challenge(request, realm, proxy, "algorithm", toTag)
+        if algorithm.endswith("-SESS"):
+            algorithm = base + "-sess"
+        response = p["response"].lower()
+        if len(response) != (32 if base == "MD5" else 64) or not _HEX.issuperset(response):
+            return self._error(request, 400, "Bad Request (malformed digest response)", "malformed", toTag)
+        uri = p["uri"]
+        if not self._uriMatches(request, uri):
+            return self._error(
+                request, 400, "Bad Request (digest uri differs from the Request-URI)", "malformed", toTag
+            )
+        username = p["username"]
+        host = self._sourceHost(request, source)
+        identity = f"{username.lower()}@{realm.lower()}"
+        if self._blocked(identity, host, now):
+            return self._error(request, 403, "Forbidden (too many failed attempts)", "blocked", toTag)
+        nonce = p["nonce"]
+        issued = self.nonceIssued(nonce, realm)
+        if issued is None or issued > now + CLOCK_SKEW:
+            return self._challenge(request, realm, proxy, "bad-nonce", toTag)
+        subscriber = await self.subscribers.getSubscriber(username, realm)
+        now = self.clock.seconds()
+        if subscriber is None:
+            self._fail(identity, host, now)
+            return self._challenge(request, realm, proxy, "unknown-user", toTag)
+        ha1 = subscriber.ha1Sha256 if base == "SHA-256" else subscriber.ha1
+        expected = digestResponse(algorithm, ha1, nonce, nc, cnonce, qop, request.method, uri)
+        if not hmac.compare_digest(expected.encode("ascii"), response.encode("ascii")):
+            self._fail(identity, host, now)
+            return self._challenge(request, realm, proxy, "wrong-response", toTag)
+        if now - issued > self.nonceLifetime:
+            return self._challenge(request, realm, proxy, "stale", toTag, stale=True)
+        if not self._countNonce(nonce, issued, int(nc, 16), now):
+            # a replayed or reordered request with a known nonce
+            return self._challenge(request, realm, proxy, "replay", toTag, stale=True)
+        self._failures.pop((identity, host), None)
+        if not subscriber.enabled:
+            return AuthResult(
+                False, subscriber, responseTo(request, 403, "Forbidden (subscriber disabled)", toTag),
+                "disabled",
+            )
+        return AuthResult(True, subscriber, None, "ok")
+
+    def _uriMatches(self, request: Request, uri: str) -> bool:
+        if uri == request.uri:
+            return True
+        try:
+            return URI.parse(uri).equivalent(request.requestURI)
+        except SIPParseError:
+            return False
+
+    @staticmethod
+    def _sourceHost(request: Request, source: Any) -> str:
+        if source is not None:
+            return str(getattr(source, "host", source))
+        try:
+            via = request.topVia
+        except SIPParseError:
+            return ""
+        return via.received or via.host
+
+    # -- nonce counts ----------------------------------------------------------
+
+    def _countNonce(self, nonce: str, issued: float, nc: int, now: float) -> bool:
+        """Record C{nc} for C{nonce}; False if it is not above the highest seen."""
+        counts = self._counts
+        horizon = now - self.nonceLifetime - CLOCK_SKEW
+        while counts:
+            first = next(iter(counts.values()))
+            if first[0] >= horizon:
+                break
+            counts.popitem(last=False)
+        seen = counts.get(nonce)
+        if seen is None:
+            if issued <= self._evictedBefore:
+                return False
+            if nc < 1:
+                return False
+            counts[nonce] = (issued, nc)
+            while len(counts) > self.maxTrackedNonces:
+                _, (oldIssued, _nc) = counts.popitem(last=False)
+                if oldIssued > self._evictedBefore:
+                    self._evictedBefore = oldIssued
+            return True
+        if nc <= seen[1]:
+            return False
+        counts[nonce] = (seen[0], nc)
+        return True
+
+    # -- failures ------------------------------------------------------------------
+
+    def _blocked(self, identity: str, host: str, now: float) -> bool:
+        if self.maxFailures <= 0:
+            return False
+        entry = self._failures.get((identity, host))
+        if entry is None:
+            return False
+        start, count = entry
+        if now - start > self.failureWindow:
+            del self._failures[(identity, host)]
+            return False
+        return count >= self.maxFailures
+
+    def _fail(self, identity: str, host: str, now: float) -> None:
+        if self.maxFailures <= 0:
+            return
+        key = (identity, host)
+        entry = self._failures.get(key)
+        if entry is None or now - entry[0] > self.failureWindow:
+            self._failures.pop(key, None)
+            self._failures[key] = (now, 1)
+            if len(self._failures) > self.maxTrackedFailures:
+                del self._failures[next(iter(self._failures))]
+        else:
+            self._failures[key] = (entry[0], entry[1] + 1)
+            if entry[1] + 1 == self.maxFailures:
+                self.log.warn(
+                    "digest authentication of {identity} from {host} blocked after "
+                    "{count} failures", identity=identity, host=host, count=entry[1] + 1,
+                )
+
+    def stats(self) -> dict[str, int]:
+        return {"trackedNonces": len(self._counts), "trackedFailures": len(self._failures)}
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
