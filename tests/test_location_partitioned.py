@@ -24,7 +24,9 @@ from voipgw.db.database import Database
 from voipgw.location import queries
 from voipgw.location.errors import PartitionUnavailable
 from voipgw.location.partitioned import DatabaseMapSource, PartitionedLocationStore
+from voipgw.location.config import LocationConfig
 from voipgw.location.partitioning import CopyState, CopyStatus, partitionOf
+from voipgw.location.service import locationServiceFromConfig
 from voipgw.location.schema import MAP_MIGRATOR
 from voipgw.location.testing import LocationStoreTestsMixin, makeBinding
 
@@ -274,6 +276,7 @@ class ReturningServerTests(PlatformMixin, TestCase):
             self.assertEqual(await self.store.removeAll(aor), 1)
         refreshed = makeBinding(aors[5], 1, now + 900, updated=now + 1)
         await self.store.save(refreshed)
+        self.store.resyncChunk = 7  # several chunks
         self.platform.restart("B")
         urls = self.platform.urls
         await self.store.checkHealth()
@@ -354,3 +357,59 @@ class TwoNodeTests(PlatformMixin, TestCase):
         self.assertEqual(len(self.platform.rows("A")), 2)
         self.assertEqual(await self.store.expire(now + 10), 2)
         self.assertEqual(self.platform.rows("B"), set())
+
+
+class InlineConfigServiceTests(TestCase):
+    """The service built from an inline [location] section, its loops on the real clock."""
+
+    def setUp(self) -> None:
+        reason = support.skipReason()
+        if reason:
+            raise SkipTest(reason)
+        self.platform = Platform()
+        self.addCleanup(self.platform.cleanup)
+
+    async def test_serviceFailsOverOnItsOwn(self) -> None:
+        u = self.platform.urls
+        section = {
+            "backend": "partitioned",
+            "partition.0": f"{u['A']}, {u['B']}",
+            "partition.1": f"{u['C']}, {u['D']}",
+            "spares": u["E"],
+            "risk_group.rackA": f"{u['A']}, {u['C']}",
+            "risk_group.rackB": f"{u['B']}, {u['D']}",
+            "risk_group.rackC": u["E"],
+            "health_interval": "0.2",
+            "error_threshold": "1",
+            "spare_after": "0.3",
+            "expire_interval": "0.5",
+            "connect_timeout": "1",
+            "node_id": "inline-node",
+        }
+        service = locationServiceFromConfig(LocationConfig.fromSection(section), reactor)
+        await service.startService()
+        self.addCleanup(service.stopService)
+        store = service.store
+        now = time.time()
+        aors = aorsIn(0, 10)
+        for aor in aors:
+            await store.save(makeBinding(aor, 1, now + 600))
+        await store.save(makeBinding(aorsIn(1, 1)[0], 1, now + 0.2))
+        self.platform.kill("B")
+        self.addCleanup(self.platform.restart, "B")
+        # the health loop notices, promotes the spare and resyncs it from A
+        for _ in range(100):
+            await sleep(0.1)
+            copies = store.map.copiesOf(0)
+            if ([c.url for c in copies] == [u["A"], u["E"]] and copies[1].status is CopyStatus.ON
+                    and store.counters["expired"] >= 1):
+                break
+        self.assertEqual([(c.url, c.status) for c in store.map.copiesOf(0)],
+                         [(u["A"], CopyStatus.ON), (u["E"], CopyStatus.ON)])
+        self.assertEqual(self.platform.rows("A"), self.platform.rows("E"))
+        self.assertEqual(len(self.platform.rows("E")), 10)
+        # the expiry loop removed the short binding of partition 1
+        self.assertEqual(self.platform.rows("C"), set())
+        state = service.state()
+        self.assertEqual(state["counters"]["promotions"], 1)  # type: ignore[index]
+        self.assertGreaterEqual(state["counters"]["expired"], 1)  # type: ignore[index]

@@ -225,10 +225,17 @@ def resyncCopy(target: str, source: str, settle: float) -> int:
         queries.clearBindings(conn)
     if settle > 0:
         time.sleep(settle)
-    with _copyConn(source) as conn:
-        rows = queries.readRows(conn)
+    copied, after = 0, None
+    while True:
+        with _copyConn(source) as conn:
+            chunk = queries.readChunk(conn, after, 2000)
+        if not chunk:
+            break
+        with _copyConn(target) as conn:
+            queries.mergeRows(conn, chunk)
+        copied += len(chunk)
+        after = (chunk[-1]["aor"], chunk[-1]["binding_key"])
     with _copyConn(target) as conn:
-        queries.mergeRows(conn, rows)
         targetKeys = queries.readKeys(conn)
     with _copyConn(source) as conn:
         gone = targetKeys - queries.readKeys(conn)
@@ -237,7 +244,7 @@ def resyncCopy(target: str, source: str, settle: float) -> int:
             gone -= queries.readKeys(conn)
         with _copyConn(target) as conn:
             queries.deleteKeys(conn, sorted(gone))
-    return len(rows)
+    return copied
 
 
 def cmdResync(args: argparse.Namespace) -> int:

@@ -190,6 +190,9 @@ class PartitionedLocationStore:
 
     log = Logger()
 
+    #: Rows per resync chunk (one read on the source, one write on the target).
+    resyncChunk = 2000
+
     def __init__(
         self,
         source: Any,
@@ -569,10 +572,17 @@ class PartitionedLocationStore:
             await self._run(target, "location.resync.clear", queries.clearBindings)
             if self.settleDelay > 0:
                 await task.deferLater(self._clock, self.settleDelay, lambda: None)
-            side = source
-            rows = await self._run(source, "location.resync.read", queries.readRows)
-            side = target
-            await self._run(target, "location.resync.merge", queries.mergeRows, rows)
+            copied, after = 0, None
+            while True:
+                side = source
+                chunk = await self._run(source, "location.resync.read", queries.readChunk,
+                                        after, self.resyncChunk)
+                if not chunk:
+                    break
+                side = target
+                await self._run(target, "location.resync.merge", queries.mergeRows, chunk)
+                copied += len(chunk)
+                after = (chunk[-1]["aor"], chunk[-1]["binding_key"])
             targetKeys = await self._run(target, "location.resync.keys", queries.readKeys)
             side = source
             sourceKeys = await self._run(source, "location.resync.keys", queries.readKeys)
@@ -603,7 +613,7 @@ class PartitionedLocationStore:
             self.counters["resyncs"] += 1
             self.log.info(
                 "location resync of {target} from {source} done: {rows} rows in {seconds:.2f}s",
-                target=redactURL(target), source=redactURL(source), rows=len(rows),
+                target=redactURL(target), source=redactURL(source), rows=copied,
                 seconds=self._now() - started, partition=partition,
             )
 

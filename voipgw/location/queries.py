@@ -139,6 +139,18 @@ def readRows(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(B))]
 
 
+def readChunk(conn: Connection, after: tuple[str, str] | None, limit: int) -> list[dict[str, Any]]:
+    """
+    Up to C{limit} rows in primary-key order, after the key C{after}: a
+    resync copies a partition in chunks, never holding it all in memory.
+    """
+    query = select(B).order_by(B.c.aor, B.c.binding_key).limit(limit)
+    if after is not None:
+        aor, key = after
+        query = query.where(or_(B.c.aor > aor, and_(B.c.aor == aor, B.c.binding_key > key)))
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def readKeys(conn: Connection) -> set[tuple[str, str]]:
     return {(r.aor, r.binding_key) for r in conn.execute(select(B.c.aor, B.c.binding_key))}
 
