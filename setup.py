@@ -8,6 +8,10 @@ our voipgw_plugin.py into it.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["voipgw_plugin.py"]},
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*", "docs", "docs.*"])
+    + ["twisted.plugins", "voipgw.sqlfiles"],
+    # The MySQL schema lives in sql/ at the top of the checkout and is
+    # installed as voipgw/sqlfiles/ (see voipgw.db.migrations.sqlDirectory).
+    package_dir={"voipgw.sqlfiles": "sql"},
+    package_data={"twisted.plugins": ["voipgw_plugin.py"], "voipgw.sqlfiles": ["*/*.sql"]},
 )

@@ -11,6 +11,7 @@ import configparser
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from voipgw.errors import ConfigError
 from voipgw.sip.message import Limits
 from voipgw.transaction.timers import TimerSettings
 from voipgw.transport.address import Address, parseListen
@@ -18,10 +19,6 @@ from voipgw.transport.manager import TransportSettings
 from voipgw.transport.tls import TLSSettings
 
 DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says where and why."""
 
 
 def splitList(value: str) -> list[str]:

@@ -84,6 +84,8 @@ class VoipNode(AsyncMultiService):
         self.transports = TransportService(reactor, config.listen, config.transport, self.counters, self.clock)
         self.dispatcher = RequestDispatcher(self.transports, config.domains, self.counters)
         self.transactions = TransactionLayer(self.transports, self.clock, config.timers, self.counters, self.dispatcher)
+        self.subscribers: Any = None
+        self.location: Any = None
 
     def namespace(self) -> dict[str, Any]:
         """What the manhole shows: the node, its named services, counters."""
@@ -104,11 +106,27 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
     """
     Build the service tree for C{config}: stores, applications, the
     transaction layer, the listeners, then the manhole if configured.
+
+    C{applications} replaces the applications the config names (tests and
+    embedding programs pass their own).
     """
+    from voipgw.location.config import LocationConfig
+    from voipgw.location.service import locationServiceFromConfig
+    from voipgw.subscribers.config import SubscriberConfig
+    from voipgw.subscribers.service import SubscriberService
+
     os.makedirs(config.dataDir, exist_ok=True)
     node = VoipNode(config, reactor, clock)
+    subscriberSection = config.section("subscribers")
+    if not subscriberSection.get("master", "").strip():
+        path = os.path.abspath(os.path.join(config.dataDir, "subscribers.sqlite"))
+        subscriberSection["master"] = f"sqlite:///{path}"
+    node.subscribers = SubscriberService.fromConfig(SubscriberConfig.fromSection(subscriberSection), reactor, node.clock)
+    node.subscribers.setServiceParent(node)
+    node.location = locationServiceFromConfig(LocationConfig.fromSection(config.section("location")), reactor, node.clock)
+    node.location.setServiceParent(node)
     for application in applications or []:
-        if IService.providedBy(application):
+        if IService.providedBy(application) and application.parent is None:
             application.setServiceParent(node)
         node.dispatcher.register(application)
     node.transactions.setServiceParent(node)

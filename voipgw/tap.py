@@ -25,12 +25,14 @@ class Options(usage.Options):
         ["config", "c", None, "INI configuration file (see docs/configuration.md)."],
         ["manhole", None, None, "Manhole SSH endpoint, e.g. tcp:2222 (binds to 127.0.0.1)."],
         ["data-dir", None, None, "Directory for the node's files (default: ./data)."],
+        ["subscribers", None, None, "Subscriber database master URL (default: SQLite in the data directory)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["domain"] = []
+        self["subscribers-replica"] = []
 
     def opt_listen(self, spec: str) -> None:
         """Listen on udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable)."""
@@ -39,6 +41,10 @@ class Options(usage.Options):
     def opt_domain(self, name: str) -> None:
         """A SIP domain this node is responsible for (repeatable)."""
         self["domain"].append(name)
+
+    def opt_subscribers_replica(self, url: str) -> None:
+        """A subscriber database replica URL (repeatable)."""
+        self["subscribers-replica"].append(url)
 
     def postOptions(self) -> None:
         for spec in self["listen"]:
@@ -57,6 +63,13 @@ def configFromOptions(options: Options) -> NodeConfig:
     if options["data-dir"]:
         node["data_dir"] = options["data-dir"]
     sections["node"] = node
+    if options["subscribers"] or options["subscribers-replica"]:
+        subscribers = dict(sections.get("subscribers", {}))
+        if options["subscribers"]:
+            subscribers["master"] = options["subscribers"]
+        if options["subscribers-replica"]:
+            subscribers["replicas"] = ", ".join(options["subscribers-replica"])
+        sections["subscribers"] = subscribers
     if options["manhole"]:
         manhole = dict(sections.get("manhole", {}))
         manhole["listen"] = options["manhole"]

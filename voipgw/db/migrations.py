@@ -110,8 +110,14 @@ def splitSQL(text: str) -> list[str]:
 
 
 def sqlDirectory(component: str) -> Path:
-    """The directory of a component's MySQL DDL files (C{sql/<component>/})."""
-    return Path(__file__).resolve().parent.parent.parent / "sql" / component
+    """
+    The directory of a component's MySQL DDL files: C{sql/<component>/} of
+    the checkout, or the copy installed as C{voipgw.sqlfiles}.
+    """
+    checkout = Path(__file__).resolve().parent.parent.parent / "sql" / component
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent.parent / "sqlfiles" / component
 
 
 def createTablesStep(

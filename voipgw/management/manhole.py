@@ -109,6 +109,26 @@ class BcryptPasswordFile:
         return threads.deferToThread(check).addCallback(result)
 
 
+class OperatorSession(manhole_ssh.TerminalSession):
+    """
+    Twisted's terminal session, finished: a client that closes its input
+    (C{ssh host < script}) ends the session instead of raising, and a window
+    resize is accepted.
+    """
+
+    def openShell(self, proto: Any) -> None:
+        self._sessionProtocol = proto
+        super().openShell(proto)
+
+    def eofReceived(self) -> None:
+        proto = getattr(self, "_sessionProtocol", None)
+        if proto is not None:
+            proto.loseConnection()
+
+    def windowChanged(self, newWindowSize: Any) -> None:
+        self.height, self.width = newWindowSize[:2]
+
+
 def hashPassword(password: str) -> str:
     """A line's hash part for the passwords file (used by docs and tests)."""
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt()).decode("ascii")
@@ -171,6 +191,7 @@ def makeManholeService(config: ManholeConfig, namespace: dict[str, Any], reactor
         return insults.ServerProtocol(manhole.ColoredManhole, namespace)
 
     realm = manhole_ssh.TerminalRealm()
+    realm.sessionFactory = OperatorSession
     realm.chainedProtocolFactory = chainedProtocolFactory
     thePortal = portal.Portal(realm, checkers)
     factory = manhole_ssh.ConchFactory(thePortal)

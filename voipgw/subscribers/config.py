@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from voipgw.errors import ConfigError  # noqa: F401 - re-exported
 import math
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -13,10 +14,6 @@ from sqlalchemy.exc import ArgumentError
 DEFAULT_URL = "sqlite:///data/subscribers.sqlite"
 
 SUPPORTED_BACKENDS = ("sqlite", "mysql")
-
-
-class ConfigError(ValueError):
-    """A config value is not acceptable; C{str()} names the section and key."""
 
 
 def validateURL(url: str, what: str = "database URL") -> str:

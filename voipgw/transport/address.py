@@ -58,6 +58,8 @@ def parseListen(spec: str) -> Address:
     transport = transport.lower()
     if not sep or transport not in TRANSPORTS:
         raise ValueError(f"listener {spec!r}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
+    if ":" not in rest:
+        raise ValueError(f"listener {spec!r}: missing port")
     if rest.startswith("[") or rest.count(":") == 1:
         try:
             host, port = splitHostPort(rest)
