@@ -112,3 +112,70 @@ class MemoryExpiryTests(TestCase):
     def test_serviceState(self) -> None:
         self.store.save(makeBinding("a@x", 1, 100))
         self.assertEqual(self.service.state()["bindings"], 1)
+
+
+import math  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("save"), st.integers(0, 4), st.integers(0, 2), st.floats(0.5, 40.0)),
+        st.tuples(st.just("remove"), st.integers(0, 4), st.integers(0, 2)),
+        st.tuples(st.just("removeAll"), st.integers(0, 4)),
+        st.tuples(st.just("advance"), st.floats(0.0, 15.0)),
+    ),
+    max_size=60,
+)
+
+
+class MemoryModelTests(TestCase):
+    """The wheel and lazy skipping agree with a naive model under random operations."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(_ops)
+    def test_againstModel(self, ops: list) -> None:
+        clock = task.Clock()
+        expired: list = []
+        store = MemoryLocationStore(clock, onExpired=expired.append)
+        store.compactFactor = 1  # exercise rebuilding too
+        store.start()
+        model: dict = {}
+        for op in ops:
+            now = clock.seconds()
+            if op[0] == "save":
+                b = makeBinding(f"u{op[1]}@x", op[2], now + op[3])
+                store.save(b)
+                model[(b.aor, b.key)] = b
+            elif op[0] == "remove":
+                aor = f"u{op[1]}@x"
+                key = makeBinding(aor, op[2]).key
+                result = self.successResultOf(store.remove(aor, key))
+                b = model.pop((aor, key), None)
+                if b is None or b.expires > now:  # an expired one may be gone already
+                    self.assertEqual(result, b is not None)
+            elif op[0] == "removeAll":
+                aor = f"u{op[1]}@x"
+                n = sum(1 for k in model if k[0] == aor)
+                live = sum(1 for k, b in model.items() if k[0] == aor and b.expires > now)
+                self.assertTrue(live <= self.successResultOf(store.removeAll(aor)) <= n)
+                model = {k: v for k, v in model.items() if k[0] != aor}
+            else:
+                clock.advance(op[1])
+                now = clock.seconds()
+                # the timer removes a binding by the end of the second it expires in
+                for key, b in list(model.items()):
+                    if math.ceil(b.expires) <= now:
+                        del model[key]
+                live = sum(1 for b in model.values() if b.expires > now)
+                self.assertTrue(live <= store.stats()["bindings"] <= len(model))
+            now = clock.seconds()
+            for aor in {f"u{i}@x" for i in range(5)}:
+                live = sorted((b for (a, _), b in model.items() if a == aor and b.expires > now),
+                              key=lambda b: b.key)
+                got = sorted(self.successResultOf(store.lookup(aor, now)), key=lambda b: b.key)
+                self.assertEqual(got, live)
+        clock.advance(100)
+        self.assertEqual(store.stats()["bindings"], 0)
+        self.assertEqual(store.stats()["aors"], 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
