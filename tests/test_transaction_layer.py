@@ -345,3 +345,69 @@ class NothingLeftBehindTests(LayerTestCase):
         self.layer.request(outgoing(), NEXT_HOP_UDP, ClientUser(self.clock))
         self.layer.stopService()
         self.assertGone()
+
+
+class UserErrorTests(LayerTestCase):
+    """A transaction user's exception never reaches the transport or the clock."""
+
+    def test_handleAckRaises(self) -> None:
+        def fail(*args: Any) -> None:
+            raise RuntimeError("ack")
+
+        self.user.handleAck = fail  # type: ignore[method-assign]
+        self.user.handleStrayResponse = fail  # type: ignore[method-assign]
+        self.h.receive(request("ACK", cseqMethod="ACK", toTag="q"))
+        self.h.receive(responseBytes(200, self.h.transports.receive(request("OPTIONS"), PEER_UDP)), NEXT_HOP_UDP)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertEqual(self.layer.counters.get("application_errors"), 2)
+
+    def test_responseReceivedRaises(self) -> None:
+        tu = ClientUser(self.clock)
+
+        def fail(response: Any, transaction: Any) -> None:
+            raise RuntimeError("response")
+
+        tu.responseReceived = fail  # type: ignore[method-assign]
+        t = self.layer.request(outgoing(), NEXT_HOP_UDP, tu)
+        self.h.receive(responseBytes(404, t.request), NEXT_HOP_UDP)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(t.state, Transaction.COMPLETED)
+        self.assertEqual(len(self.h.transports.requests("ACK")), 1)
+        self.h.advanceTo(32.0)
+        self.assertGone()
+
+    def test_timedOutAndTransportFailedRaise(self) -> None:
+        tu = ClientUser(self.clock)
+
+        def fail(*args: Any) -> None:
+            raise RuntimeError("user")
+
+        tu.timedOut = fail  # type: ignore[method-assign]
+        tu.transportFailed = fail  # type: ignore[method-assign]
+        self.layer.request(outgoing("OPTIONS"), NEXT_HOP_UDP, tu)
+        self.h.transports.failSendsTo(NEXT_HOP_TCP)
+        self.layer.request(outgoing("OPTIONS"), NEXT_HOP_TCP, tu)
+        self.h.advanceTo(16.0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertGone()
+
+    def test_onCancelRaises487(self) -> None:
+        """A failing onCancel callback: the INVITE is still answered 487."""
+        def register(request: Any, transaction: Any) -> None:
+            transaction.onCancel(lambda cancel: 1 / 0)
+
+        self.user.onRequest = register
+        self.h.receive(request())
+        self.h.receive(request("CANCEL"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(self.sentCodes(), [(200, "CANCEL"), (487, "INVITE")])
+
+    def test_onFailureRaises(self) -> None:
+        self.h.receive(request())
+        invite = self.user.requests[0][1]
+        invite.onFailure(lambda t, reason: 1 / 0)
+        invite.respond(486)
+        self.h.advanceTo(16.0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(invite.failure, "timeout")
+        self.assertGone()

@@ -77,12 +77,23 @@ class ClientTransaction(Transaction):
         self.layer.counters.increment("transactions.transport_errors")
         self.log.debug("transport error sending {method} to {destination}: {reason}", method=self.method, destination=str(self.destination), reason=reason)
         self.terminate()
-        self.user.transportFailed(self, reason)
+        try:
+            self.user.transportFailed(self, reason)
+        except Exception:
+            self._userFailed("transportFailed")
 
     def _timeout(self) -> None:
         self.layer.counters.increment("transactions.timeouts")
         self.terminate()
-        self.user.timedOut(self)
+        try:
+            self.user.timedOut(self)
+        except Exception:
+            self._userFailed("timedOut")
+
+    def _userFailed(self, callback: str) -> None:
+        # Timer and transport callbacks run from the reactor: log here.
+        self.layer.counters.increment("application_errors")
+        self.log.failure("{callback} of the user of {method} to {destination} failed", callback=callback, method=self.method, destination=str(self.destination))
 
     def receiveResponse(self, response: Response) -> None:
         raise NotImplementedError

@@ -84,8 +84,16 @@ class TransactionLayer(Service):
             else:
                 self._receiveResponse(message, source)  # type: ignore[arg-type]
         except SIPParseError as e:
+            # The transport validated the message; what is left is rare and
+            # counted, so it is not logged above debug (a flood would be).
             self.counters.increment("parse_errors")
-            self.log.warn("unusable message from {source}: {reason}", source=str(source), reason=e.reason)
+            self.log.debug("unusable message from {source}: {reason}", source=str(source), reason=e.reason)
+        except Exception:
+            # A transaction user's callback raised (handleAck,
+            # handleStrayResponse, responseReceived, an onCancel callback):
+            # keep it away from the transport.
+            self.counters.increment("application_errors")
+            self.log.failure("error handling a message from {source}", source=str(source))
 
     def _receiveRequest(self, request: Request, source: Address) -> None:
         method = request.method

@@ -116,10 +116,16 @@ class ServerTransaction(Transaction):
             return
         self.cancelled = True
         callbacks, self._cancelCallbacks = self._cancelCallbacks, []
-        if not callbacks and self.state == self.PROCEEDING:
-            self.respond(487)
+        failed = False
         for callback in callbacks:
-            callback(cancelRequest)
+            try:
+                callback(cancelRequest)
+            except Exception:
+                failed = True
+                self.layer.counters.increment("application_errors")
+                self.log.failure("onCancel callback failed for {method} from {source}", method=self.method, source=str(self.source))
+        if (failed or not callbacks) and self.state == self.PROCEEDING:
+            self.respond(487)
 
     def transportError(self, reason: str) -> None:
         """The transport could not send a response (RFC 3261 §17.2.4)."""
@@ -134,7 +140,11 @@ class ServerTransaction(Transaction):
         self.terminate()
         callbacks, self._failureCallbacks = self._failureCallbacks, []
         for callback in callbacks:
-            callback(self, reason)
+            try:
+                callback(self, reason)
+            except Exception:
+                self.layer.counters.increment("application_errors")
+                self.log.failure("onFailure callback failed for {method}", method=self.method)
 
 
 class NonInviteServerTransaction(ServerTransaction):
