@@ -19,7 +19,7 @@ import bcrypt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.application.internet import StreamServerEndpointService
 from twisted.conch import manhole, manhole_ssh
-from twisted.conch.checkers import SSHPublicKeyChecker
+from twisted.conch.checkers import IAuthorizedKeysDB, SSHPublicKeyChecker
 from twisted.conch.insults import insults
 from twisted.conch.ssh import keys
 from twisted.cred import credentials, error, portal
@@ -34,6 +34,7 @@ from voipgw.config import ConfigError, ManholeConfig
 log = Logger()
 
 
+@implementer(IAuthorizedKeysDB)
 class AuthorizedKeysFile:
     """Every key in an OpenSSH authorized_keys file, valid for any user name."""
 
@@ -192,12 +193,12 @@ def makeManholeService(config: ManholeConfig, namespace: dict[str, Any], reactor
 
     realm = manhole_ssh.TerminalRealm()
     realm.sessionFactory = OperatorSession
-    realm.chainedProtocolFactory = chainedProtocolFactory
-    thePortal = portal.Portal(realm, checkers)
+    realm.chainedProtocolFactory = chainedProtocolFactory  # type: ignore[assignment]
+    thePortal = portal.Portal(realm, checkers)  # type: ignore[arg-type]
     factory = manhole_ssh.ConchFactory(thePortal)
     hostKey = loadOrCreateHostKey(config.hostKey or os.path.join(dataDir, "manhole_host_key"))
-    factory.publicKeys = {hostKey.sshType(): hostKey.public()}
-    factory.privateKeys = {hostKey.sshType(): hostKey}
+    factory.publicKeys = {hostKey.sshType(): hostKey.public()}  # type: ignore[dict-item]
+    factory.privateKeys = {hostKey.sshType(): hostKey}  # type: ignore[dict-item]
     service = StreamServerEndpointService(serverFromString(reactor, description), factory)
     service.setName("manhole")
     return service

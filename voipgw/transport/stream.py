@@ -42,7 +42,7 @@ class SIPStreamProtocol(Protocol):
     # -- connection life ---------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = Address(self.transportName, peer.host, peer.port, self)
         self.connected = True
         self.service.connectionMade(self)
