@@ -191,6 +191,14 @@ class CancelTests(LayerTestCase):
         self.h.advanceTo(16.0)
         self.assertGone()
 
+    def test_cancelNonInvite(self) -> None:
+        """A CANCEL matching a non-INVITE transaction gets 200 and has no effect (§9.2)."""
+        self.h.receive(request("OPTIONS"))
+        self.h.receive(request("CANCEL"))
+        self.assertEqual(self.sentCodes(), [(200, "CANCEL")])
+        self.assertEqual(self.user.requests[0][1].state, Transaction.TRYING)
+        self.assertEqual(self.layer.counters.get("transactions.cancel_unmatched"), 0)
+
     def test_cancelNeedsSameSentBy(self) -> None:
         self.h.receive(request())
         self.h.receive(request("CANCEL", sentBy="198.51.100.8:5060"))

@@ -28,6 +28,10 @@ from voipgw.transaction.timers import TimerSettings
 from voipgw.transport.address import Address
 
 
+#: Non-INVITE methods a CANCEL is matched against when no INVITE matches.
+_CANCELLABLE = ("OPTIONS", "BYE", "REGISTER", "MESSAGE", "INFO", "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH")
+
+
 @implementer(IMessageReceiver)
 class TransactionLayer(Service):
     """
@@ -135,6 +139,15 @@ class TransactionLayer(Service):
         """RFC 3261 §9.2: answer the CANCEL, then cancel the INVITE it matches."""
         invite = self.server.get(serverKey(cancel, "INVITE"))
         if not isinstance(invite, InviteServerTransaction) or invite.state == Transaction.TERMINATED:
+            # §9.2: "regardless of the method of the original request, as
+            # long as the CANCEL matched an existing transaction" it gets
+            # 200, and cancelling a non-INVITE has no effect.  Look for the
+            # methods a CANCEL may plausibly meet (a bounded set of lookups,
+            # only when no INVITE matched).
+            for method in _CANCELLABLE:
+                if self.server.get(serverKey(cancel, method)) is not None:
+                    transaction.respond(200)
+                    return
             self.counters.increment("transactions.cancel_unmatched")
             transaction.respond(481)
             return
