@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import create_engine
 from twisted.internet import defer, reactor, task
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests import test_location_support as support
@@ -162,6 +163,9 @@ class FailoverTests(PlatformMixin, TestCase):
         work = [a for pair in zip(p0, p1) for a in pair]
         saved: list[Any] = []
         failed: list[Any] = []
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
 
         async def saveOne(aor: str) -> None:
             b = makeBinding(aor, 1, now + 600)
@@ -189,6 +193,10 @@ class FailoverTests(PlatformMixin, TestCase):
         self.assertEqual(len(self.platform.rows("C")), 150)
         self.assertEqual(self.platform.rows("C"), self.platform.rows("D"))
         self.assertEqual(self.store.counters["failovers"], 1)
+        [decision] = [e for e in events if e.get("action") == "off"]
+        self.assertEqual((decision["partition"], decision["node"]), (0, "node1"))
+        self.assertEqual(decision["url"], self.platform.urls["B"])  # no password to hide
+        self.assertIn("failed", decision["reason"])
 
     async def test_bothCopiesDown(self) -> None:
         now = time.time()
