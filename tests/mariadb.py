@@ -3,13 +3,16 @@ Real MariaDB servers for tests: private C{mariadbd} instances in temporary
 directories on free loopback ports, with helpers to set up replication and to
 kill or restart a server mid-test.
 
-Tests that need only one server may use the machine's MariaDB on
-127.0.0.1:3306 (L{sharedServerURL}); anything that kills or replicates starts
-its own.
+Tests that need only a database get a scratch database on one private
+server per test process (L{createScratchDatabase}); anything that kills or
+replicates starts its own servers.  The machine's MariaDB on 127.0.0.1:3306
+is not used (MariaDB 10.11 crashed there once under two trial workers, and a
+test must not depend on what else runs on the machine).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -43,21 +46,55 @@ def mariadbAvailable() -> Optional[str]:
     return None
 
 
+_scratchServer: Optional["MariaDBServer"] = None
+
+
+def _scratch() -> tuple[str, int]:
+    """
+    Host and port of the server scratch databases go to: one private
+    C{mariadbd} per test process, started on first use and destroyed at
+    exit, so tests never depend on (or disturb) the machine's server.  Set
+    C{VOIPGW_TEST_MARIADB=host:port} to use an existing server instead.
+    """
+    global _scratchServer
+    configured = os.environ.get("VOIPGW_TEST_MARIADB")
+    if configured:
+        host, _, port = configured.rpartition(":")
+        return host or "127.0.0.1", int(port)
+    if _scratchServer is None:
+        server = MariaDBServer()
+        try:
+            server.start()
+        except Exception:
+            server.destroy()
+            raise
+        atexit.register(server.destroy)
+        _scratchServer = server
+    return "127.0.0.1", _scratchServer.port
+
+
 def sharedServerReason() -> Optional[str]:
-    """C{None} if the machine's MariaDB on 127.0.0.1:3306 answers, else why not."""
+    """C{None} if scratch databases can be made (see L{_scratch}), else why not."""
+    reason = mariadbAvailable() if not os.environ.get("VOIPGW_TEST_MARIADB") else None
+    if reason is not None:
+        return reason
     try:
-        MySQLdb.connect(host="127.0.0.1", port=3306, user="root", passwd="", connect_timeout=2).close()
+        host, port = _scratch()
+        MySQLdb.connect(host=host, port=port, user="root", passwd="", connect_timeout=2).close()
     except Exception as e:
-        return f"no MariaDB on 127.0.0.1:3306: {e}"
+        return f"no MariaDB for scratch databases: {e}"
     return None
 
 
-def createScratchDatabase(host: str = "127.0.0.1", port: int = 3306) -> tuple[str, str]:
+def createScratchDatabase(host: Optional[str] = None, port: Optional[int] = None) -> tuple[str, str]:
     """
-    Create an empty uniquely named database on a running server.
+    Create an empty uniquely named database on the scratch server (or on
+    C{host:port}).
 
     @return: (SQLAlchemy URL, database name); drop it with L{dropDatabase}.
     """
+    if host is None or port is None:
+        host, port = _scratch()
     name = "voipgw_test_" + uuid.uuid4().hex[:12]
     conn = MySQLdb.connect(host=host, port=port, user="root", passwd="", connect_timeout=5)
     try:
@@ -67,7 +104,9 @@ def createScratchDatabase(host: str = "127.0.0.1", port: int = 3306) -> tuple[st
     return f"mysql+mysqldb://root@{host}:{port}/{name}", name
 
 
-def dropDatabase(name: str, host: str = "127.0.0.1", port: int = 3306) -> None:
+def dropDatabase(name: str, host: Optional[str] = None, port: Optional[int] = None) -> None:
+    if host is None or port is None:
+        host, port = _scratch()
     try:
         conn = MySQLdb.connect(host=host, port=port, user="root", passwd="", connect_timeout=5)
     except Exception:

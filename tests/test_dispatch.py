@@ -26,12 +26,6 @@ def request(method: str, uri: str, cseqMethod: Optional[str] = None, extra: str 
     ).encode()
 
 
-class LocalFake(FakeTransportService):
-    def isLocal(self, host: str, port: Optional[int]) -> bool:
-        host = host.strip("[]")
-        return any(l.host == host and (port is None or port == l.port) for l in self.listeners)
-
-
 class Application:
     def __init__(self, methods: set[str]) -> None:
         self.methods = methods
@@ -45,7 +39,7 @@ class Application:
 class DispatcherTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.transports = LocalFake(self.clock)
+        self.transports = FakeTransportService(self.clock)
         self.dispatcher = RequestDispatcher(self.transports, ["Example.COM"])
         self.layer = TransactionLayer(self.transports, self.clock, user=self.dispatcher)
 

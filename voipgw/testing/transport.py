@@ -113,6 +113,11 @@ class FakeTransportService:
                 fallback = fallback or listener
         return fallback
 
+    def isLocal(self, host: str, port: Optional[int]) -> bool:
+        """True if C{host:port} names one of the fake listeners."""
+        host = host[1:-1] if host.startswith("[") else host
+        return any(l.host == host and (port is None or port == l.port) for l in self.listeners)
+
     def send(self, message: Message, destination: Address, onError: Optional[Callable[[str], None]] = None) -> None:
         self._record(message, destination, None, onError)
 

@@ -312,8 +312,12 @@ class TransportService(Service):
             transport = source.transport if source else "udp"
         return Address(transport, host.strip("[]"), port)
 
-    def sendResponse(self, response: Response, source: Optional[Address] = None) -> None:
-        self.send(response, self.responseDestination(response, source))
+    def sendResponse(
+        self, response: Response, source: Optional[Address] = None,
+        onError: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        """Send a response where RFC 3261 §18.2.2 says; C{onError(reason)} on failure."""
+        self.send(response, self.responseDestination(response, source), onError)
 
     def send(self, message: Message, destination: Address, onError: Optional[Callable[[str], None]] = None) -> None:
         """Serialise and send C{message}; C{onError(reason)} on a transport failure."""
