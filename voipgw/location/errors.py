@@ -19,5 +19,4 @@ class PartitionUnavailable(Exception):
         return f"location partition {self.partition} unavailable: {self.reason}"
 
 
-class ConfigError(ValueError):
-    """The C{[location]} configuration is invalid; the message says why."""
+from voipgw.errors import ConfigError  # noqa: E402,F401 - one error type for every section
