@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 from voipgw.sip.message import Message, Request, Response, parseMessage
 from voipgw.transport.address import Address
+from voipgw.transport.manager import TransportService
 
 __all__ = ["FakeListener", "FakeTransportService", "SentMessage"]
 
@@ -162,7 +163,7 @@ class FakeTransportService:
         message = parseMessage(data, datagram=not source.reliable)
         message.validate()
         if isinstance(message, Request):
-            _markReceived(message, source)
+            TransportService._markReceived(message, source)
         if self.receiver is not None:
             self.receiver.receiveMessage(message, source)
         return message
@@ -200,20 +201,3 @@ class FakeTransportService:
             else:
                 onError(reason)
 
-
-def _markReceived(request: Request, source: Address) -> None:
-    via = request.topVia
-    changed = False
-    if "rport" in via.params and not via.params["rport"]:
-        via.params["rport"] = str(source.port)
-        via.params["received"] = source.bareHost
-        changed = True
-    elif via.host.strip("[]").lower() != source.bareHost.lower():
-        via.params["received"] = source.bareHost
-        changed = True
-    if changed:
-        vias = request.vias
-        values = request.getHeaderValues("Via")
-        values[0] = str(via)
-        request.setHeaderValues("Via", values)
-        request._cache["Via"] = vias
