@@ -1,0 +1,475 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+The stateful proxy core (RFC 3261 §16): one L{ProxyContext} per proxied
+request (the "response context" of §16.7) holding one L{Branch} per
+forwarded copy.
+
+The context forwards provisional and 2xx responses at once, collects the
+other final responses and, once every branch is done and no target is
+left (serial groups, failover), sends the best one (§16.7 steps 5-7).
+Branches of an INVITE run timer C on the service's clock; CANCELs go to
+pending branches when a 2xx or 6xx arrives or the caller cancels.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Optional
+
+from twisted.logger import Logger
+
+from voipgw.sip.errors import SIPParseError
+from voipgw.sip.message import Request, Response
+from voipgw.transaction.client import buildCancel
+from voipgw.transport.address import Address
+from voipgw.routing.target import BRANCH_MARK, Target
+
+if TYPE_CHECKING:
+    from voipgw.routing.service import RoutingService
+
+#: 4xx responses preferred when the best class is 4xx (§16.7 step 6).
+PREFERRED_4XX = (401, 407, 415, 420, 484)
+#: Response headers merged from every challenge (§16.7 step 7).
+CHALLENGE_HEADERS = ("WWW-Authenticate", "Proxy-Authenticate")
+
+
+class _Ignore:
+    """The client transaction user of CANCELs we send: nothing to do."""
+
+    def responseReceived(self, response: Response, transaction: Any) -> None:
+        pass
+
+    def timedOut(self, transaction: Any) -> None:
+        pass
+
+    def transportFailed(self, transaction: Any, reason: str) -> None:
+        pass
+
+
+IGNORE = _Ignore()
+
+
+class Outcome:
+    """A branch's final result: a received response or one made up locally."""
+
+    __slots__ = ("code", "response", "reason")
+
+    def __init__(self, code: int, response: Optional[Response] = None, reason: Optional[str] = None) -> None:
+        self.code = code
+        self.response = response
+        self.reason = reason
+
+    @property
+    def local(self) -> bool:
+        return self.response is None
+
+
+class Branch:
+    """
+    One forwarded copy of the request: the client transaction user.
+
+    C{addresses} are the next hops to try in order (RFC 3263 failover): a
+    timeout, a transport failure or a 503 moves to the next one.
+    """
+
+    log = Logger()
+
+    PENDING, DONE = "pending", "done"
+
+    def __init__(self, context: "ProxyContext", target: Target, request: Request) -> None:
+        self.context = context
+        self.target = target
+        #: the request to forward, without our Record-Route and Via
+        self.base = request
+        #: what was sent last (with Record-Route and Via)
+        self.request = request
+        self.addresses: list[Address] = []
+        #: the URI whose address is the next hop (top Route, or the Request-URI)
+        self.hop: Any = None
+        self.transaction: Any = None
+        self.destination: Optional[Address] = None
+        self.state = self.PENDING
+        self.provisional = False
+        self.cancelWanted = False
+        self.cancelSent = False
+        self.cancelledByTimerC = False
+        self.outcome: Optional[Outcome] = None
+        self._timerC: Any = None
+        self._guard: Any = None
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, addresses: list[Address]) -> None:
+        self.addresses = list(addresses)
+        self._sendNext()
+
+    def _sendNext(self) -> None:
+        service = self.context.service
+        if not self.addresses:
+            self.finish(Outcome(503, None, "Service Unavailable (no reachable next hop)"))
+            return
+        destination = self.addresses.pop(0)
+        request = self.request = _copy(self.base)
+        self.destination = destination
+        layer = service.transactions
+        try:
+            via = layer.localVia(destination, branch=self.context.makeBranch())
+        except ValueError:
+            self.log.debug("no listener for {destination}", destination=str(destination))
+            self._sendNext()
+            return
+        service.recordRoute(self.context, request, destination)
+        request.addHeader("Via", str(via), first=True)
+        self.transaction = layer.request(request, destination, self, addVia=False)
+        if request.method == "INVITE" and self.state == self.PENDING:
+            self.restartTimerC()
+
+    # -- the client transaction user ----------------------------------------
+
+    def responseReceived(self, response: Response, transaction: Any) -> None:
+        if transaction is not self.transaction:
+            if 200 <= response.code < 300:
+                self.context.forward2xx(self, response)
+            return
+        code = response.code
+        try:
+            self.context.service.onResponse(self.context.request, response, self.target)
+        except Exception:
+            self.log.failure("onResponse hook failed")
+        if code < 200:
+            if self.state != self.PENDING:
+                if self.cancelWanted and not self.cancelSent:
+                    self._sendCancel()
+                return
+            self.provisional = True
+            if self.request.method == "INVITE":
+                self.restartTimerC()
+            if self.cancelWanted:
+                self._sendCancel()
+                return
+            if code > 100:
+                self.context.forwardProvisional(self, response)
+            return
+        if 200 <= code < 300:
+            self._stopTimers()
+            self.state = self.DONE
+            self.context.forward2xx(self, response)
+            return
+        if code == 503 and self.addresses and self.state == self.PENDING and not self.cancelWanted:
+            self._stopTimers()
+            self._sendNext()
+            return
+        if self.state != self.PENDING:
+            return
+        if code == 487 and self.cancelledByTimerC:
+            self.finish(Outcome(480, None, "Temporarily Unavailable (no answer)"))
+            return
+        self.finish(Outcome(code, response))
+
+    def timedOut(self, transaction: Any) -> None:
+        if transaction is not self.transaction or self.state != self.PENDING:
+            return
+        self.context.service.counters.increment("routing.branch_timeouts")
+        if self.addresses and not self.cancelWanted:
+            self._sendNext()
+            return
+        self.finish(Outcome(408, None, "Request Timeout"))
+
+    def transportFailed(self, transaction: Any, reason: str) -> None:
+        if transaction is not self.transaction or self.state != self.PENDING:
+            return
+        self.context.service.counters.increment("routing.branch_unreachable")
+        self.log.debug("next hop {destination} unreachable: {reason}", destination=str(self.destination), reason=reason)
+        if self.addresses and not self.cancelWanted:
+            self._sendNext()
+            return
+        self.finish(Outcome(503, None, "Service Unavailable (next hop unreachable)"))
+
+    # -- ending --------------------------------------------------------------
+
+    def finish(self, outcome: Outcome) -> None:
+        if self.state != self.PENDING:
+            return
+        self.state = self.DONE
+        self.outcome = outcome
+        self._stopTimers()
+        self.context.branchFinished(self)
+
+    def cancel(self) -> None:
+        """Cancel this branch (RFC 3261 §16.10): now if it rang, else at its first provisional."""
+        if self.request.method != "INVITE" or self.cancelWanted:
+            return
+        self.cancelWanted = True
+        if self.transaction is None:
+            # still resolving: nothing sent yet
+            self.finish(Outcome(487, None, "Request Terminated"))
+            return
+        if self.provisional:
+            self._sendCancel()
+        elif self.state == self.PENDING:
+            # §9.1: no CANCEL before a provisional; the branch is over for
+            # the caller, and a CANCEL follows a late provisional.
+            self.finish(Outcome(487, None, "Request Terminated"))
+
+    def _sendCancel(self) -> None:
+        if self.cancelSent or self.transaction is None or self.destination is None:
+            return
+        self.cancelSent = True
+        service = self.context.service
+        service.counters.increment("routing.cancels_sent")
+        cancel = buildCancel(self.transaction.request)
+        service.transactions.request(cancel, self.destination, IGNORE, addVia=False)
+        if self.state == self.PENDING:
+            # a callee that ignores the CANCEL must not keep us forever
+            self._cancelTimer("_timerC")
+            self._guard = service.clock.callLater(service.transactions.timers.B, self._guardExpired)
+
+    def _guardExpired(self) -> None:
+        self._guard = None
+        if self.state != self.PENDING:
+            return
+        if self.transaction is not None:
+            self.transaction.terminate()
+        self.finish(Outcome(480 if self.cancelledByTimerC else 487, None))
+
+    def restartTimerC(self) -> None:
+        self._cancelTimer("_timerC")
+        service = self.context.service
+        self._timerC = service.clock.callLater(service.config.timerC, self._timerCExpired)
+
+    def _timerCExpired(self) -> None:
+        self._timerC = None
+        if self.state != self.PENDING:
+            return
+        service = self.context.service
+        service.counters.increment("routing.timer_c")
+        if self.provisional:
+            self.cancelledByTimerC = True
+            self.cancelWanted = True
+            self._sendCancel()
+            return
+        # §16.8: as if the transaction received a 408
+        if self.transaction is not None:
+            self.transaction.terminate()
+        self.finish(Outcome(408, None, "Request Timeout"))
+
+    def _cancelTimer(self, name: str) -> None:
+        call = getattr(self, name)
+        if call is not None and call.active():
+            call.cancel()
+        setattr(self, name, None)
+
+    def _stopTimers(self) -> None:
+        self._cancelTimer("_timerC")
+        self._cancelTimer("_guard")
+
+
+class ProxyContext:
+    """
+    The response context of one proxied request (RFC 3261 §16.7).
+
+    @ivar request: the request as received (after Route processing).
+    @ivar transaction: its server transaction.
+    @ivar source: where it came from.
+    """
+
+    log = Logger()
+
+    def __init__(self, service: "RoutingService", request: Request, transaction: Any, source: Address, loopHash: str) -> None:
+        self.service = service
+        self.request = request
+        self.transaction = transaction
+        self.source = source
+        self.loopHash = loopHash
+        self.vias = request.getHeaderValues("Via")
+        self.isInvite = request.method == "INVITE"
+        self.branches: list[Branch] = []
+        self.groups: list[list[Target]] = []
+        self.finalSent = False
+        self.got2xx = False
+        self.got6xx = False
+        self.cancelled = False
+        self.done = False
+        self.recordRoute = service.shouldRecordRoute(request)
+        if self.isInvite:
+            transaction.onCancel(self._callerCancelled)
+        transaction.onFailure(self._serverFailed)
+
+    def makeBranch(self) -> str:
+        return f"{BRANCH_MARK}{self.loopHash}.{os.urandom(5).hex()}"
+
+    # -- starting ----------------------------------------------------------
+
+    def start(self, targets: list[Target]) -> None:
+        """Fork to C{targets} (parallel, or in q-value groups when serial)."""
+        if self.service.config.forkMode == "serial" and len(targets) > 1:
+            ordered = sorted(targets, key=lambda t: -t.q)
+            groups: list[list[Target]] = []
+            for target in ordered:
+                if groups and groups[-1][0].q == target.q:
+                    groups[-1].append(target)
+                else:
+                    groups.append([target])
+            self.groups = groups[1:]
+            targets = groups[0]
+        for target in targets:
+            self.addBranch(target)
+
+    def addBranch(self, target: Target) -> Branch:
+        service = self.service
+        request, hop = service.prepareForward(self, target)
+        branch = Branch(self, target, request)
+        branch.hop = hop
+        self.branches.append(branch)
+        service.counters.increment("routing.branches")
+        service.resolveBranch(branch)
+        return branch
+
+    # -- responses -----------------------------------------------------------
+
+    def _relay(self, response: Response) -> None:
+        """Pop our Via and send the response upstream through the server transaction."""
+        vias = response.getHeaderValues("Via")
+        response.setHeaderValues("Via", vias[1:])
+        if self.transaction.state == "terminated":
+            if 200 <= response.code < 300:
+                self.service.transactions.sendStateless(response)
+            return
+        self.transaction.respond(response)
+
+    def forwardProvisional(self, branch: Branch, response: Response) -> None:
+        if self.finalSent or self.cancelled:
+            return
+        self._relay(response)
+
+    def forward2xx(self, branch: Branch, response: Response) -> None:
+        """Every 2xx goes upstream at once (§16.7 step 5), retransmissions too."""
+        self.got2xx = True
+        self.service.counters.increment("routing.forwarded_2xx")
+        first = not self.finalSent
+        self.finalSent = True
+        self._relay(response)
+        if first:
+            self.groups = []
+            if self.isInvite:
+                self._cancelPending(exclude=branch)
+            self._checkDone()
+
+    def branchFinished(self, branch: Branch) -> None:
+        outcome = branch.outcome
+        assert outcome is not None
+        code = outcome.code
+        if code >= 600:
+            self.got6xx = True
+            self.groups = []
+            if self.isInvite:
+                self._cancelPending(exclude=branch)
+        elif not (self.finalSent or self.cancelled or self.got6xx):
+            try:
+                more = self.service.onFailure(self.request, outcome.response or code, branch.target)
+            except Exception:
+                self.log.failure("onFailure hook failed")
+                more = None
+            if more:
+                branch.outcome = None  # replaced by what follows
+                for target in more:
+                    self.addBranch(target)
+        self._checkDone()
+
+    def _checkDone(self) -> None:
+        if self.done:
+            return
+        if any(b.state == Branch.PENDING for b in self.branches):
+            return
+        if self.groups and not (self.finalSent or self.cancelled or self.got6xx):
+            group = self.groups.pop(0)
+            for target in group:
+                self.addBranch(target)
+            self._checkDone()
+            return
+        self.done = True
+        self.service.contextDone(self)
+        if not self.finalSent:
+            self.finalSent = True
+            self._sendBest()
+
+    def _sendBest(self) -> None:
+        outcomes = [b.outcome for b in self.branches if b.outcome is not None]
+        response = self.bestResponse(outcomes)
+        self.service.counters.increment(f"routing.final.{response.code // 100}xx")
+        if self.transaction.state != "terminated":
+            self.transaction.respond(response)
+
+    def bestResponse(self, outcomes: list[Outcome]) -> Response:
+        """§16.7 step 6: 6xx first, else the lowest class; challenges merged; 503 -> 500."""
+        if not outcomes:
+            return self.transaction.createResponse(408 if not self.cancelled else 487)
+        sixes = [o for o in outcomes if o.code >= 600]
+        if sixes:
+            best = sixes[0]
+        else:
+            lowest = min(o.code // 100 for o in outcomes)
+            candidates = [o for o in outcomes if o.code // 100 == lowest]
+            best = candidates[0]
+            if lowest == 4:
+                for preferred in PREFERRED_4XX:
+                    match = [o for o in candidates if o.code == preferred and not o.local]
+                    if match:
+                        best = match[0]
+                        break
+                if self.cancelled:
+                    best = next((o for o in candidates if o.code == 487), best)
+        if best.response is None:
+            return self.transaction.createResponse(best.code, best.reason)
+        response = best.response
+        if best.code == 503:
+            # §16.7 step 6: a 503 from downstream becomes a 500 here
+            return self.transaction.createResponse(500, "Server Internal Error (next hop unavailable)")
+        response.setHeaderValues("Via", response.getHeaderValues("Via")[1:])
+        if best.code in (401, 407):
+            for other in outcomes:
+                if other is best or other.response is None or other.code not in (401, 407):
+                    continue
+                for name in CHALLENGE_HEADERS:
+                    for value in other.response.getHeaderValues(name):
+                        response.addHeader(name, value)
+        return response
+
+    # -- cancelling ----------------------------------------------------------
+
+    def _cancelPending(self, exclude: Optional[Branch] = None) -> None:
+        for other in self.branches:
+            if other is not exclude and other.state == Branch.PENDING:
+                other.cancel()
+
+    def _callerCancelled(self, cancel: Request) -> None:
+        """The caller sent CANCEL (§16.10): cancel every pending branch, fork no more."""
+        self.service.counters.increment("routing.cancelled_by_caller")
+        self.cancelled = True
+        self.groups = []
+        self._cancelPending()
+        self._checkDone()
+
+    def _serverFailed(self, transaction: Any, reason: str) -> None:
+        if not self.done:
+            self.cancelled = True
+            self.groups = []
+            self._cancelPending()
+            self._checkDone()
+
+    def abort(self) -> None:
+        """Stop every timer (the service is stopping)."""
+        for branch in self.branches:
+            branch._stopTimers()
+
+
+def _copy(request: Request) -> Request:
+    return Request(request.method, request.requestURI.copy(), list(request.headers), request.body)
+
+
+def copyRequest(request: Request) -> Request:
+    """A copy to forward: own header list, own Request-URI."""
+    try:
+        return _copy(request)
+    except SIPParseError:
+        raise
