@@ -213,7 +213,7 @@ class RoutingService(Service):
         """Run a hook; continue with C{then(result, ...)} now or when its Deferred fires."""
         result = call()
         if inspect.isawaitable(result) and not isinstance(result, defer.Deferred):
-            result = defer.ensureDeferred(result)
+            result = defer.ensureDeferred(result)  # type: ignore[arg-type]
         if isinstance(result, defer.Deferred):
             result.addCallback(then, request, transaction, *args)
             result.addErrback(self._hookFailed, request, transaction)
