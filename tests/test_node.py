@@ -83,7 +83,7 @@ class NodeTreeTests(unittest.TestCase):
         """Stores start before the transaction layer and the listeners, so no message arrives early."""
         node = buildNode(parseConfig({"node": {"data_dir": tempfile.mkdtemp(), "listen": "udp:127.0.0.1:0"}}), reactor)
         names = [service.name for service in node]
-        self.assertEqual(names, ["subscribers", "location", "transactions", "transports"])
+        self.assertEqual(names, ["subscribers", "location", "registrar", "transactions", "transports"])
 
     async def test_startAndStopRealNode(self) -> None:
         node = buildNode(parseConfig({"node": {"data_dir": tempfile.mkdtemp(), "listen": "udp:127.0.0.1:0, tcp:127.0.0.1:0"}}), reactor)
@@ -93,3 +93,21 @@ class NodeTreeTests(unittest.TestCase):
         await node.stopService()
         self.assertFalse(any(service.running for service in node))
         self.assertEqual(node.transports.listeners, [])
+
+
+class ApplicationWiringTests(unittest.SynchronousTestCase):
+    def test_factoryGetsTheNodeAndOverridesBuiltIns(self) -> None:
+        """An application factory is called with the node and takes its methods over the registrar."""
+        seen = []
+
+        class Custom:
+            methods = {"REGISTER", "MESSAGE"}
+
+            def __init__(self, node: object) -> None:
+                seen.append(node)
+
+        node = buildNode(parseConfig({"node": {"data_dir": tempfile.mkdtemp(), "listen": "udp:127.0.0.1:0"}}), reactor,
+                         applications=[Custom])
+        self.assertEqual(seen, [node])
+        self.assertIsInstance(node.dispatcher.applications["REGISTER"], Custom)
+        self.assertIs(node.getServiceNamed("registrar").location, node.location.store)

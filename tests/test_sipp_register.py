@@ -27,11 +27,6 @@ from twisted.trial import unittest
 from tests.nodes import listenerPort, startNode
 from tests.siptools import SCENARIOS, runSipp, toolMissing
 from voipgw.admin.cli import main as adminMain
-from voipgw.auth import DigestAuthenticator
-from voipgw.location.memory import MemoryLocationStore
-from voipgw.location.service import LocationService
-from voipgw.registrar import Registrar, RegistrarConfig
-from voipgw.subscribers import SubscriberConfig, SubscriberService
 
 DOMAIN = "example.test"
 USERS = os.path.join(SCENARIOS, "register_users.csv")
@@ -69,17 +64,12 @@ class SippRegisterTests(unittest.TestCase):
         self.assertEqual(adminMain(["db", "init", "--db", url]), 0)
         self.assertEqual(adminMain(["subscriber", "import", rows, "--db", url, "--quiet"]), 0)
 
-        subscribers = SubscriberService.fromConfig(SubscriberConfig.fromSection({"master": url}), reactor)
-        await subscribers.startService()
-        self.addCleanup(subscribers.stopService)
-        self.location = MemoryLocationStore(reactor)
-        locationService = LocationService(self.location)
-        await locationService.startService()
-        self.addCleanup(locationService.stopService)
-        authenticator = DigestAuthenticator(subscribers.store, os.urandom(32), reactor, algorithms=algorithms)
-        registrar = Registrar(RegistrarConfig(), self.location, authenticator, [DOMAIN], reactor)
-        node = await startNode(self, transports=(transport,), applications=[registrar],
-                               sections={"node": {"domain": DOMAIN}, "subscribers": {"master": url}})
+        node = await startNode(self, transports=(transport,), sections={
+            "node": {"domain": DOMAIN},
+            "subscribers": {"master": url},
+            "auth": {"algorithms": ", ".join(algorithms)},
+        })
+        self.location = node.location.store
         return node, listenerPort(node, transport)
 
     async def registered(self) -> dict[str, list[Any]]:

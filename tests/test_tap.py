@@ -20,10 +20,10 @@ class OptionsTests(unittest.SynchronousTestCase):
         return options
 
     def test_defaults(self) -> None:
-        """No arguments: UDP and TCP on 127.0.0.1:5060, no domain, no manhole."""
+        """No arguments: UDP and TCP on 127.0.0.1:5060, localhost domains, no manhole."""
         config = configFromOptions(self.parse())
         self.assertEqual(config.listen, [Address("udp", "127.0.0.1", 5060), Address("tcp", "127.0.0.1", 5060)])
-        self.assertEqual(config.domains, [])
+        self.assertEqual(config.domains, ["localhost", "127.0.0.1"])
         self.assertIsNone(config.manhole.listen)
 
     def test_repeatableListenAndDomain(self) -> None:

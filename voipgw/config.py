@@ -127,7 +127,7 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
     node = Section("node", config.section("node"))
     listen = node.getList("listen", DEFAULT_LISTEN)
     config.listen = parseListeners(listen)
-    config.domains = [d.lower() for d in node.getList("domain")]
+    config.domains = [d.lower() for d in node.getList("domain")] or defaultDomains(config.listen)
     config.dataDir = node.get("data_dir", "data") or "data"
 
     transport = Section("transport", config.section("transport"))
@@ -173,6 +173,20 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
         allowRemote=manhole.getBool("allow_remote", False),
     )
     return config
+
+
+def defaultDomains(listen: Iterable[Address]) -> list[str]:
+    """
+    The domains of a node configured with none: C{localhost} and the
+    addresses it listens on (not wildcards), so the embedded default
+    registers C{alice@localhost} or C{alice@127.0.0.1} out of the box.
+    """
+    domains = ["localhost"]
+    for address in listen:
+        host = address.host.lower()
+        if host not in ("0.0.0.0", "::") and host not in domains:
+            domains.append(host)
+    return domains
 
 
 def parseListeners(specs: Iterable[str]) -> list[Address]:

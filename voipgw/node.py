@@ -86,6 +86,7 @@ class VoipNode(AsyncMultiService):
         self.transactions = TransactionLayer(self.transports, self.clock, config.timers, self.counters, self.dispatcher)
         self.subscribers: Any = None
         self.location: Any = None
+        self.authenticator: Any = None
 
     def namespace(self) -> dict[str, Any]:
         """What the manhole shows: the node, its named services, counters."""
@@ -95,6 +96,7 @@ class VoipNode(AsyncMultiService):
             "config": self.config,
             "dispatcher": self.dispatcher,
             "reactor": self.reactor,
+            "authenticator": self.authenticator,
         }
         for service in self:
             if service.name:
@@ -104,14 +106,20 @@ class VoipNode(AsyncMultiService):
 
 def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications: Optional[list[Any]] = None) -> VoipNode:
     """
-    Build the service tree for C{config}: stores, applications, the
+    Build the service tree for C{config}: the subscriber and location
+    stores, the applications (the registrar, then C{applications}), the
     transaction layer, the listeners, then the manhole if configured.
 
-    C{applications} replaces the applications the config names (tests and
-    embedding programs pass their own).
+    Each entry of C{applications} is an L{ISIPApplication} or a callable
+    taking the node and returning one (so it can use C{node.location.store},
+    C{node.authenticator}...); it takes the methods it names over the
+    built-in applications.
     """
+    from voipgw.auth.config import AuthConfig
     from voipgw.location.config import LocationConfig
     from voipgw.location.service import locationServiceFromConfig
+    from voipgw.registrar.config import RegistrarConfig
+    from voipgw.registrar.service import Registrar
     from voipgw.subscribers.config import SubscriberConfig
     from voipgw.subscribers.service import SubscriberService
 
@@ -125,7 +133,16 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
     node.subscribers.setServiceParent(node)
     node.location = locationServiceFromConfig(LocationConfig.fromSection(config.section("location")), reactor, node.clock)
     node.location.setServiceParent(node)
-    for application in applications or []:
+    node.authenticator = AuthConfig.fromSection(config.section("auth")).buildAuthenticator(
+        node.subscribers.store, node.clock, config.dataDir
+    )
+    builtIn: list[Any] = [
+        Registrar(
+            RegistrarConfig.fromSection(config.section("registrar")),
+            node.location.store, node.authenticator, config.domains, node.clock,
+        )
+    ]
+    for application in builtIn + [a(node) if callable(a) and not hasattr(a, "methods") else a for a in applications or []]:
         if IService.providedBy(application) and application.parent is None:
             application.setServiceParent(node)
         node.dispatcher.register(application)
