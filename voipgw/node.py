@@ -142,7 +142,8 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
             node.location.store, node.authenticator, config.domains, node.clock,
         )
     ]
-    for application in builtIn + [a(node) if callable(a) and not hasattr(a, "methods") else a for a in applications or []]:
+    given = [a(node) if isinstance(a, type) or not hasattr(a, "methods") else a for a in applications or []]
+    for application in builtIn + given:
         if IService.providedBy(application) and application.parent is None:
             application.setServiceParent(node)
         node.dispatcher.register(application)
