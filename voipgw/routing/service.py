@@ -114,6 +114,7 @@ class RoutingService(Service):
         self.dispatcherSets = dispatcherSets
         self.counters = counters if counters is not None else getattr(dispatcher, "counters", None) or Counters()
         self.contexts: set[ProxyContext] = set()
+        self._byRequest: dict[int, ProxyContext] = {}
         self._rr: dict[tuple[str, str, int], str] = {}
         self._trusted: dict[str, bool] = {}
         self.counters.addGauge("routing.contexts", lambda: len(self.contexts))
@@ -132,6 +133,7 @@ class RoutingService(Service):
         for context in list(self.contexts):
             context.abort()
         self.contexts.clear()
+        self._byRequest.clear()
 
     # -- locality --------------------------------------------------------------
 
@@ -268,10 +270,16 @@ class RoutingService(Service):
             return
         context = ProxyContext(self, request, transaction, transaction.source, myHash)
         self.contexts.add(context)
+        self._byRequest[id(request)] = context
         context.start(list(decision))
+
+    def contextFor(self, request: Request) -> ProxyContext:
+        """The response context proxying C{request} (for hooks that look at the other branches)."""
+        return self._byRequest[id(request)]
 
     def contextDone(self, context: ProxyContext) -> None:
         self.contexts.discard(context)
+        self._byRequest.pop(id(context.request), None)
 
     # -- RFC 3261 §16.3 step 4 and §16.4 -----------------------------------------
 
