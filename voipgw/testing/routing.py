@@ -145,7 +145,7 @@ class RoutingHarness:
     def invite(self, uri: str, **kw: Any) -> str:
         return self.request("INVITE", uri, **kw)
 
-    def receive(self, data: Union[str, bytes, Request], source: Address = CALLER) -> Any:
+    def receive(self, data: Union[str, bytes, Request, Response], source: Address = CALLER) -> Any:
         """Deliver a request or response (wire text or a message) as if it came from C{source}."""
         if isinstance(data, (Request, Response)):
             data = data.toBytes()
@@ -172,7 +172,7 @@ class RoutingHarness:
         return found[-1]
 
     def finalResponses(self) -> list[SentMessage]:
-        return [s for s in self.responses() if s.message.code >= 200]  # type: ignore[union-attr]
+        return [s for s in self.responses() if s.message.code >= 200]  # type: ignore[attr-defined]
 
     def clear(self) -> list[SentMessage]:
         return self.transports.clear()
