@@ -21,31 +21,30 @@ from tests.nodes import freeSIPPort, listenerPort
 from tests.siptools import SCENARIOS, ToolResult, freePort, runSipp, runTool, toolMissing
 from voipgw.config import parseConfig
 from voipgw.location.binding import Binding
-from voipgw.location.memory import MemoryLocationStore
 from voipgw.node import buildNode
-from voipgw.routing import RoutingConfig, routingServiceFromConfig
 
 
 async def startRoutingNode(testCase: Any, transports: tuple[str, ...], routing: Optional[dict[str, str]] = None,
                            timers: Optional[dict[str, str]] = None) -> Any:
-    """A node on free loopback ports with the routing service and a memory location store."""
+    """
+    A node on free loopback ports built from config, with its own routing
+    service and memory location store.  The sipp callers on 127.0.0.0/8 are
+    trusted (no 407): these tests are about routing, not caller auth.
+    """
     port = freeSIPPort()
+    routingSection = {"trusted": "127.0.0.0/8", **(routing or {})}
     sections = {
         "node": {"listen": ", ".join(f"{t}:127.0.0.1:{port}" for t in transports), "domain": "example.com, gw.example.com",
                  "data_dir": tempfile.mkdtemp(prefix="voipgw-node-")},
         "timers": dict(timers or {}),
+        "routing": routingSection,
     }
     node = buildNode(parseConfig(sections), reactor)
-    store = MemoryLocationStore(reactor)
-    service = routingServiceFromConfig(RoutingConfig.fromSection(routing or {}), node.transactions, node.transports,
-                                       node.dispatcher, store, reactor)
-    service.setServiceParent(node)
-    node.dispatcher.register(service)
     await node.startService()
     testCase.addCleanup(node.stopService)
     testCase.addCleanup(lambda: shutil.rmtree(sections["node"]["data_dir"], ignore_errors=True))
-    node.store = store
-    node.routing = service
+    node.store = node.location.store
+    node.routing = node.getServiceNamed("routing")
     return node
 
 

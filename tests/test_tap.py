@@ -80,3 +80,34 @@ class OptionsTests(unittest.SynchronousTestCase):
         node = makeService(options)
         for name in ("transports", "transactions", "subscribers", "location"):
             self.assertEqual(node.getServiceNamed(name).name, name)
+
+
+class TrustedOptionTests(unittest.SynchronousTestCase):
+    def test_trustedAddsToConfig(self) -> None:
+        """--trusted networks are added to [routing] trusted and reach the routing service."""
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "voipgw.ini")
+        with open(path, "w") as f:
+            f.write("[routing]\ntrusted = 198.51.100.0/24\n")
+        options = Options()
+        options.parseOptions(["--config", path, "--trusted", "203.0.113.0/24", "--trusted", "2001:db8::/32",
+                              "--data-dir", directory, "--listen", "udp:127.0.0.1:0"])
+        config = configFromOptions(options)
+        self.assertEqual(config.section("routing")["trusted"], "198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32")
+        routing = makeService(options).getServiceNamed("routing")
+        self.assertEqual(len(routing.config.trusted), 3)
+
+    def test_badTrustedNetwork(self) -> None:
+        options = Options()
+        options.parseOptions(["--trusted", "not-a-network", "--data-dir", tempfile.mkdtemp()])
+        with self.assertRaises(SystemExit) as e:
+            makeService(options)
+        self.assertIn("trusted", str(e.exception.code))
+
+    def test_unknownRoutingKeyRefused(self) -> None:
+        from voipgw.config import ConfigError
+        from voipgw.routing.config import RoutingConfig
+
+        with self.assertRaises(ConfigError) as e:
+            RoutingConfig.fromSection({"trustd": "10.0.0.0/8"})
+        self.assertIn("trustd", str(e.exception))

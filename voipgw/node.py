@@ -104,6 +104,46 @@ class VoipNode(AsyncMultiService):
         return namespace
 
 
+class LazyResolver:
+    """
+    The system resolver (resolv.conf and hosts), made on the first lookup:
+    a node whose targets are all IP addresses never starts one, and
+    building the node does no I/O.
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._resolver: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("lookup"):
+            if self._resolver is None:
+                self._resolver = self._factory()
+            return getattr(self._resolver, name)
+        raise AttributeError(name)
+
+
+def buildRouting(config: NodeConfig, node: VoipNode, reactor: Any) -> Any:
+    """The C{routing} service from C{[routing]}: proxy, location routing, dispatcher sets, DNS."""
+    from twisted.names import client
+
+    from voipgw.db.database import Database
+    from voipgw.routing.config import RoutingConfig
+    from voipgw.routing.dns import SIPResolver
+    from voipgw.routing.service import routingServiceFromConfig
+
+    routingConfig = RoutingConfig.fromSection(config.section("routing"))
+    resolver = SIPResolver(LazyResolver(client.createResolver), node.clock)
+    database = None
+    if routingConfig.dispatcherDatabase:
+        database = Database(routingConfig.dispatcherDatabase, reactor, node.clock, name="dispatcher sets")
+    return routingServiceFromConfig(
+        routingConfig, node.transactions, node.transports, node.dispatcher, node.location.store,
+        node.clock, authenticator=node.authenticator, subscribers=node.subscribers.store,
+        resolver=resolver, counters=node.counters, dispatcherDatabase=database,
+    )
+
+
 def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications: Optional[list[Any]] = None) -> VoipNode:
     """
     Build the service tree for C{config}: the subscriber and location
@@ -142,6 +182,7 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
             node.location.store, node.authenticator, config.domains, node.clock,
         )
     ]
+    builtIn.append(buildRouting(config, node, reactor))
     given = [a(node) if isinstance(a, type) or not hasattr(a, "methods") else a for a in applications or []]
     for application in builtIn + given:
         if IService.providedBy(application) and application.parent is None:

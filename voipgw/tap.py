@@ -33,6 +33,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["domain"] = []
         self["subscribers-replica"] = []
+        self["trusted"] = []
 
     def opt_listen(self, spec: str) -> None:
         """Listen on udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable)."""
@@ -45,6 +46,10 @@ class Options(usage.Options):
     def opt_subscribers_replica(self, url: str) -> None:
         """A subscriber database replica URL (repeatable)."""
         self["subscribers-replica"].append(url)
+
+    def opt_trusted(self, network: str) -> None:
+        """A source network (CIDR) whose requests skip digest authentication (repeatable)."""
+        self["trusted"].append(network)
 
     def postOptions(self) -> None:
         for spec in self["listen"]:
@@ -70,6 +75,10 @@ def configFromOptions(options: Options) -> NodeConfig:
         if options["subscribers-replica"]:
             subscribers["replicas"] = ", ".join(options["subscribers-replica"])
         sections["subscribers"] = subscribers
+    if options["trusted"]:
+        routing = dict(sections.get("routing", {}))
+        routing["trusted"] = ", ".join(filter(None, [routing.get("trusted", ""), *options["trusted"]]))
+        sections["routing"] = routing
     if options["manhole"]:
         manhole = dict(sections.get("manhole", {}))
         manhole["listen"] = options["manhole"]

@@ -19,6 +19,12 @@ from voipgw.sip.uri import URI
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 FORK_MODES = ("parallel", "serial")
+_KNOWN_KEYS = frozenset([
+    "trusted", "application", "fork_mode", "timer_c", "record_route", "probe_interval",
+    "probe_timeout", "probe_failures", "probe_successes", "retry_after", "dispatcher_file",
+    "dispatcher_db", "failover_codes",
+])
+_KNOWN_PREFIXES = ("dispatcher.", "dispatcher_algorithm.", "dispatcher_route.")
 ALGORITHMS = ("round_robin", "weighted", "hash_callid", "hash_from", "priority")
 #: Timer C must exceed three minutes (RFC 3261 §16.6 step 11); shorter values
 #: are accepted for tests and labs only.
@@ -98,11 +104,16 @@ class RoutingConfig:
     probeSuccesses: int = 2
     failoverCodes: frozenset[int] = frozenset({500, 502, 503, 504})
     retryAfter: int = 5
+    #: URL of a database whose C{dispatcher} table holds more sets.
+    dispatcherDatabase: Optional[str] = None
 
     @classmethod
     def fromSection(cls, values: dict[str, str]) -> "RoutingConfig":
         """Build from the raw C{[routing]} section; raise L{ConfigError} on any fault."""
         section = Section("routing", values)
+        for key in section.values:
+            if key not in _KNOWN_KEYS and not key.startswith(_KNOWN_PREFIXES):
+                raise ConfigError(f"[routing] unknown option {key!r}")
         config = cls()
         config.trusted = parseNetworks(section.getList("trusted"), "[routing] trusted")
         application = section.get("application")
@@ -122,6 +133,7 @@ class RoutingConfig:
         config.probeSuccesses = section.getInt("probe_successes", 2, 1, 100)
         config.retryAfter = section.getInt("retry_after", 5, 0, 3600)
         config.dispatcherFile = section.get("dispatcher_file") or None
+        config.dispatcherDatabase = section.get("dispatcher_db") or None
         codes = section.getList("failover_codes", ["500", "502", "503", "504"])
         parsed = set()
         for code in codes:
