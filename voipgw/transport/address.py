@@ -16,7 +16,7 @@ RELIABLE = frozenset(["tcp", "tls"])
 class Address:
     """
     A transport, host and port.  C{connection} optionally names the stream
-    connection a message arrived on, so the reply can reuse it (RFC 3261
+    connection (or the UDP protocol) a message arrived on, so the reply can reuse it (RFC 3261
     §18.2.2); it does not take part in equality.
     """
 

@@ -35,7 +35,16 @@ class TransportSettings:
     idleTimeout: float = 300.0
     connectTimeout: float = 5.0
     tls: TLSSettings = field(default_factory=TLSSettings)
+    #: Bind the configured listeners with SO_REUSEPORT (UDP and TCP), so
+    #: several worker processes share them (see docs/workers.md).
     reusePort: bool = False
+    #: Listeners private to this process (never shared, port 0 allowed).
+    #: When present they are preferred by L{TransportService.listenerFor}:
+    #: requests this process originates or forwards carry their address in
+    #: the Via (and Record-Route), so responses and in-dialog requests come
+    #: back to this process.  Responses to received requests still leave
+    #: through the socket the request arrived on.
+    privateListen: list[Address] = field(default_factory=list)
 
 
 @implementer(ISIPTransport)
@@ -96,6 +105,8 @@ class TransportService(Service):
         self.counters = counters or Counters()
         self.receiver: Optional[IMessageReceiver] = None
         self.listeners: list[Listener] = []
+        #: The subset of L{listeners} bound from C{settings.privateListen}.
+        self.privateListeners: list[Listener] = []
         self.connections: dict[tuple[str, str, int], SIPStreamProtocol] = {}
         self._faults = RateLimitedLog(self.log, self.clock)
         self.counters.addGauge("connections.open", lambda: len(self.connections))
@@ -106,16 +117,20 @@ class TransportService(Service):
         super().startService()
         try:
             for spec in self.specs:
-                self.listeners.append(self._listen(spec))
+                self.listeners.append(self._listen(spec, self.settings.reusePort))
+            for spec in self.settings.privateListen:
+                listener = self._listen(spec, False)
+                self.listeners.append(listener)
+                self.privateListeners.append(listener)
         except Exception:
             self._closeListeners()
             raise
 
-    def _listen(self, spec: Address) -> Listener:
+    def _listen(self, spec: Address, reusePort: bool) -> Listener:
         host = spec.bareHost
         if spec.transport == "udp":
             protocol = SIPDatagramProtocol(self, spec)
-            port = self._listenUDP(spec.port, protocol, host)
+            port = self._listenUDP(spec.port, protocol, host, reusePort)
             listener = Listener(spec, port, protocol)
             protocol.local = listener.address
         else:
@@ -123,14 +138,32 @@ class TransportService(Service):
             if spec.transport == "tls":
                 options = self.settings.tls.serverOptions()
                 port = self.reactor.listenSSL(spec.port, factory, options, interface=host, backlog=512)
+            elif reusePort and hasattr(socket, "SO_REUSEPORT"):
+                port = self._listenTCPShared(spec.port, factory, host)
             else:
                 port = self.reactor.listenTCP(spec.port, factory, interface=host, backlog=512)
             listener = Listener(spec, port)
         self.log.info("listening on {listener}", listener=str(listener.address))
         return listener
 
-    def _listenUDP(self, portNumber: int, protocol: SIPDatagramProtocol, host: str) -> Any:
-        if not self.settings.reusePort or not hasattr(socket, "SO_REUSEPORT"):
+    def _listenTCPShared(self, portNumber: int, factory: Any, host: str) -> Any:
+        """A TCP listener bound with SO_REUSEPORT: the kernel spreads connections over the processes."""
+        family = socket.AF_INET6 if _isIPv6(host) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            sock.bind((host, portNumber))
+            sock.listen(512)
+            return self.reactor.adoptStreamPort(sock.fileno(), family, factory)
+        finally:
+            sock.close()
+
+    def _listenUDP(self, portNumber: int, protocol: SIPDatagramProtocol, host: str, reusePort: Optional[bool] = None) -> Any:
+        if reusePort is None:
+            reusePort = self.settings.reusePort
+        if not reusePort or not hasattr(socket, "SO_REUSEPORT"):
             return self.reactor.listenUDP(portNumber, protocol, interface=host, maxPacketSize=65535)
         family = socket.AF_INET6 if _isIPv6(host) else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -147,6 +180,7 @@ class TransportService(Service):
         for listener in self.listeners:
             results.append(defer.maybeDeferred(listener.portObject.stopListening))
         self.listeners = []
+        self.privateListeners = []
         return results
 
     def stopService(self) -> defer.Deferred:
@@ -161,8 +195,15 @@ class TransportService(Service):
     # -- queries -----------------------------------------------------------
 
     def listenerFor(self, transport: str, host: Optional[str] = None) -> Optional[Listener]:
-        """The listener to send C{transport} messages from (matching the IP family)."""
+        """
+        The listener to send C{transport} messages from (matching the IP
+        family); a private listener (C{settings.privateListen}) first.
+        """
         fallback = None
+        if self.privateListeners:
+            for listener in self.privateListeners:
+                if listener.name == transport and (host is None or _familyMatches(listener, host)):
+                    return listener
         for listener in self.listeners:
             if listener.name == transport:
                 if host is None or _familyMatches(listener, host):
@@ -316,8 +357,23 @@ class TransportService(Service):
         self, response: Response, source: Optional[Address] = None,
         onError: Optional[Callable[[str], None]] = None,
     ) -> None:
-        """Send a response where RFC 3261 §18.2.2 says; C{onError(reason)} on failure."""
-        self.send(response, self.responseDestination(response, source), onError)
+        """
+        Send a response where RFC 3261 §18.2.2 says; C{onError(reason)} on
+        failure.  Over UDP it leaves through the socket the request arrived
+        on (RFC 3581 §4: from the address and port the request was received
+        on), which C{source.connection} names.
+        """
+        destination = self.responseDestination(response, source)
+        if (
+            destination.transport == "udp" and source is not None and source.transport == "udp"
+            and isinstance(source.connection, SIPDatagramProtocol) and source.connection.transport is not None
+        ):
+            try:
+                source.connection.sendBytes(response.toBytes(), destination)
+            except Exception as e:
+                self._sendFailed(onError, destination, str(e))
+            return
+        self.send(response, destination, onError)
 
     def send(self, message: Message, destination: Address, onError: Optional[Callable[[str], None]] = None) -> None:
         """Serialise and send C{message}; C{onError(reason)} on a transport failure."""

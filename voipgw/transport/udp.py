@@ -23,7 +23,9 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.local = local
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self.service.bytesReceived(data, Address("udp", addr[0], addr[1]), self, datagram=True)
+        # The source names this protocol (not part of Address equality), so
+        # the response leaves through the socket the request came in on.
+        self.service.bytesReceived(data, Address("udp", addr[0], addr[1], self), self, datagram=True)
 
     def sendBytes(self, data: bytes, destination: Address) -> None:
         assert self.transport is not None

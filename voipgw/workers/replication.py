@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.test_workers_replication -*-
+"""
+Location replication between the worker processes of one node.
+
+Every worker keeps the whole location table in its own memory store; a
+change made by one worker (a REGISTER it handled) is applied locally and
+sent to every other worker over a Unix datagram socket, as Kamailio's
+C{dmq_usrloc} does between nodes.  A worker that starts (or restarts) asks
+its peers for their table and receives it in chunks.
+
+Messages are C{marshal}-encoded tuples of plain values (never pickle: a
+peer is trusted only to send data):
+
+ - C{("save", fields)}: one L{Binding} as the tuple of its fields;
+ - C{("remove", aor, key)}, C{("removeAll", aor)};
+ - C{("sync", index)}: worker C{index} asks for the table;
+ - C{("bulk", [fields, ...])}: part of a table sent in answer to C{sync}.
+
+A replicated save is applied only if it is not older (C{updated}) than the
+binding with the same key already stored, so a late message cannot undo a
+newer change.  Delivery is best effort (a full peer queue drops the
+message, counted in C{dropped}); the registrations are refreshed by the
+devices within their expiry, which bounds any divergence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import marshal
+import os
+import socket
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from voipgw.interfaces import ILocationStore
+from voipgw.location.binding import Binding
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Binding))
+
+#: Bindings per C{bulk} datagram (each is a few hundred bytes).
+BULK_CHUNK = 100
+
+
+def bindingToTuple(binding: Binding) -> tuple:
+    return tuple(getattr(binding, name) for name in _FIELDS)
+
+
+def bindingFromTuple(values: Iterable[Any]) -> Binding:
+    return Binding(**dict(zip(_FIELDS, values)))
+
+
+def socketPath(runDir: str, index: int) -> str:
+    """The replication socket of worker C{index}."""
+    return os.path.join(runDir, f"worker-{index}.sock")
+
+
+class ReplicationChannel(DatagramProtocol):
+    """
+    The Unix datagram endpoint of one worker: sends to the sockets of the
+    other workers, hands what it receives to C{onMessage(message)}.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(self, runDir: str, index: int, count: int, onMessage: Callable[[tuple], None]) -> None:
+        self.runDir = runDir
+        self.index = index
+        self.count = count
+        self.onMessage = onMessage
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+        self.port: Any = None
+
+    @property
+    def path(self) -> str:
+        return socketPath(self.runDir, self.index)
+
+    def peers(self) -> list[int]:
+        return [i for i in range(self.count) if i != self.index]
+
+    def listen(self, reactor: Any) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.port = reactor.listenUNIXDatagram(self.path, self, maxPacketSize=1 << 20)
+        sock = self.port.socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+
+    def close(self) -> "defer.Deferred[None]":
+        port, self.port = self.port, None
+        if port is None:
+            return defer.succeed(None)
+        d = defer.maybeDeferred(port.stopListening)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        return d
+
+    def send(self, message: tuple, peer: Optional[int] = None) -> bool:
+        """Send C{message} to C{peer}, or to every peer; False if any was dropped."""
+        if self.port is None:
+            return False
+        data = marshal.dumps(message)
+        ok = True
+        for i in ([peer] if peer is not None else self.peers()):
+            try:
+                self.port.socket.sendto(data, socketPath(self.runDir, i))
+                self.sent += 1
+            except OSError as e:
+                # the peer is not (yet) listening, or its queue is full
+                self.dropped += 1
+                ok = False
+                if e.errno not in (errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.ENOBUFS):
+                    self.log.warn("replication to worker {peer} failed: {error}", peer=i, error=str(e))
+        return ok
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # type: ignore[override]
+        try:
+            message = marshal.loads(data)
+        except (ValueError, EOFError, TypeError):
+            self.log.warn("malformed replication datagram ({size} bytes)", size=len(data))
+            return
+        if not isinstance(message, tuple) or not message:
+            return
+        self.received += 1
+        try:
+            self.onMessage(message)
+        except Exception:
+            self.log.failure("applying a replication message failed")
+
+
+@implementer(ILocationStore)
+class ReplicatedLocationStore:
+    """
+    An L{ILocationStore} that applies every change to C{inner} (the
+    worker's memory store) and replicates it through C{channel}.  Reads
+    are served from C{inner}.
+    """
+
+    log = Logger()
+
+    def __init__(self, inner: Any, clock: Any) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.channel: Optional[ReplicationChannel] = None
+        self.applied = 0
+        self.bulkSent = 0
+
+    def attach(self, channel: ReplicationChannel) -> None:
+        self.channel = channel
+        channel.onMessage = self.receive
+
+    # -- ILocationStore --------------------------------------------------------
+
+    def start(self) -> "defer.Deferred[None]":
+        return defer.maybeDeferred(self.inner.start)
+
+    def stop(self) -> "defer.Deferred[None]":
+        return defer.maybeDeferred(self.inner.stop)
+
+    def lookup(self, aor: str, now: float) -> "defer.Deferred[list[Binding]]":
+        return self.inner.lookup(aor, now)  # type: ignore[no-any-return]
+
+    def save(self, binding: Binding) -> "defer.Deferred[None]":
+        d = self.inner.save(binding)
+        if self.channel is not None:
+            self.channel.send(("save", bindingToTuple(binding)))
+        return d  # type: ignore[no-any-return]
+
+    def remove(self, aor: str, key: str) -> "defer.Deferred[bool]":
+        d = self.inner.remove(aor, key)
+        if self.channel is not None:
+            self.channel.send(("remove", aor, key))
+        return d  # type: ignore[no-any-return]
+
+    def removeAll(self, aor: str) -> "defer.Deferred[int]":
+        d = self.inner.removeAll(aor)
+        if self.channel is not None:
+            self.channel.send(("removeAll", aor))
+        return d  # type: ignore[no-any-return]
+
+    def expire(self, now: float) -> "defer.Deferred[int]":
+        # every worker expires its own copy on the shared wall clock
+        return self.inner.expire(now)  # type: ignore[no-any-return]
+
+    def count(self) -> "defer.Deferred[int]":
+        return self.inner.count()  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, int]:
+        stats = dict(getattr(self.inner, "stats", lambda: {})())
+        if self.channel is not None:
+            stats.update(replicationSent=self.channel.sent, replicationReceived=self.channel.received,
+                         replicationDropped=self.channel.dropped)
+        stats["replicationApplied"] = self.applied
+        return stats
+
+    # -- replication -------------------------------------------------------------
+
+    def requestSync(self) -> None:
+        """Ask the peers for their tables (a worker that just started)."""
+        if self.channel is not None:
+            self.channel.send(("sync", self.channel.index))
+
+    def receive(self, message: tuple) -> None:
+        op = message[0]
+        if op == "save":
+            self._applySave(message[1])
+        elif op == "bulk":
+            for values in message[1]:
+                self._applySave(values)
+        elif op == "remove":
+            self.inner.remove(message[1], message[2])
+            self.applied += 1
+        elif op == "removeAll":
+            self.inner.removeAll(message[1])
+            self.applied += 1
+        elif op == "sync":
+            self._sendTable(int(message[1]))
+        else:
+            self.log.warn("unknown replication message {op!r}", op=op)
+
+    def _applySave(self, values: Any) -> None:
+        binding = bindingFromTuple(values)
+        if binding.expires <= self.clock.seconds():
+            return
+        current: list[Binding] = []
+        self.inner.lookup(binding.aor, float("-inf")).addCallback(current.extend)
+        for existing in current:
+            if existing.key == binding.key and existing.updated > binding.updated:
+                return
+        self.inner.save(binding)
+        self.applied += 1
+
+    def _sendTable(self, peer: int) -> None:
+        """Send every live binding to C{peer}, a chunk per reactor turn."""
+        table = getattr(self.inner, "_aors", None)
+        if table is None or self.channel is None:
+            return
+        snapshot = [b for bindings in list(table.values()) for b in bindings]
+        channel = self.channel
+
+        def sendFrom(start: int) -> None:
+            chunk = snapshot[start:start + BULK_CHUNK]
+            if not chunk:
+                return
+            if not channel.send(("bulk", [bindingToTuple(b) for b in chunk]), peer):
+                # the peer's queue is full: try the same chunk again shortly
+                self.clock.callLater(0.01, sendFrom, start)
+                return
+            self.bulkSent += len(chunk)
+            self.clock.callLater(0, sendFrom, start + BULK_CHUNK)
+
+        sendFrom(0)
