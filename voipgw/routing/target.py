@@ -7,12 +7,11 @@ the plain helpers of RFC 3261 §16 (loop-detection hash, next hop of a URI).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from voipgw.sip.message import Request
-from voipgw.sip.uri import URI
+from voipgw.sip.uri import URI, isIPLiteral
 from voipgw.transport.address import Address
 
 #: Our branches: the magic cookie, this mark, the loop hash, a dot, random.
@@ -57,13 +56,7 @@ class Target:
 
 
 def isIPAddress(host: str) -> bool:
-    if host.startswith("["):
-        host = host[1:-1]
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return isIPLiteral(host)
 
 
 def uriTransport(uri: URI) -> str:

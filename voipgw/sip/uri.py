@@ -70,6 +70,30 @@ def isIPv6Address(text: str) -> bool:
     return True
 
 
+#: Answers of L{isIPLiteral} (a bounded cache: traffic repeats a few hosts).
+_IP_LITERALS: dict[str, bool] = {}
+
+
+def isIPLiteral(host: str) -> bool:
+    """
+    True if C{host} is an IPv4 address or an IPv6 address (with or without
+    brackets), False for a name.  Cached: C{ipaddress} costs microseconds
+    per call and a proxy asks for every branch.
+    """
+    known = _IP_LITERALS.get(host)
+    if known is not None:
+        return known
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
+        answer = isIPv6Address(bare)
+    else:
+        answer = bool(_IPV4_RE.fullmatch(bare)) and all(int(octet) <= 255 for octet in bare.split("."))
+    if len(_IP_LITERALS) >= _VALID_HOSTS_MAX:
+        _IP_LITERALS.clear()
+    _IP_LITERALS[host] = answer
+    return answer
+
+
 #: Hosts already found valid (carrier traffic repeats a few hosts a lot).
 _VALID_HOSTS: dict[str, bool] = {}
 _VALID_HOSTS_MAX = 4096
