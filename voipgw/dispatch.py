@@ -47,6 +47,9 @@ class RequestDispatcher:
         self.counters = counters or Counters()
         self.applications: dict[str, Any] = {}
         self.fallback: Optional[Any] = None
+        #: An L{voipgw.overload.OverloadGuard}, or None: new requests it
+        #: refuses are answered 503 with Retry-After.
+        self.overload: Optional[Any] = None
 
     def register(self, application: Any) -> None:
         """Register an L{ISIPApplication} for the methods it names."""
@@ -83,6 +86,10 @@ class RequestDispatcher:
 
     def handleRequest(self, request: Request, transaction: Any) -> None:
         method = request.method
+        if self.overload is not None and not self.overload.admit(request):
+            self.counters.increment("rejected.overload")
+            transaction.respond(503, headers=[("Retry-After", str(self.overload.retryAfter))])
+            return
         try:
             uri = request.requestURI
         except SIPParseError as e:

@@ -6,7 +6,8 @@ L{voipgw.node.buildNode} builds the stores, the transaction layer and the
 listeners; the applications need the node's transaction layer, transports
 and dispatcher, so they are added here, after the node is built, and placed
 before the transaction layer in the start order (they start before the
-listeners and stop after them).  If the node already has C{registrar} or
+listeners and stop after them), with the overload guard of
+C{[overload]} (L{voipgw.overload}) on the dispatcher.  If the node already has C{registrar} or
 C{routing} children (wired by C{buildNode}), they are kept and only pointed
 at C{store} when one is given (the replicated store of a worker).
 """
@@ -82,4 +83,14 @@ def composeNode(config: NodeConfig, reactor: Any, store: Any = None, clock: Any 
     else:
         routing.location = store
     assert IService.providedBy(routing)
+    if getattr(node.dispatcher, "overload", "absent") is None:
+        from voipgw.overload import OverloadService, overloadGuardFromSection
+
+        transactions = node.transactions
+        guard = overloadGuardFromSection(
+            config.section("overload"), clock, lambda: len(transactions.server) + len(transactions.client)
+        )
+        if guard is not None:
+            node.dispatcher.overload = guard
+            _insertBefore(node, OverloadService(guard), node.transactions)
     return node

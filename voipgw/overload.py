@@ -1,0 +1,178 @@
+# -*- test-case-name: tests.test_overload -*-
+"""
+Overload control: shed new work with C{503} and C{Retry-After} before the
+node falls behind its own retransmission timers.
+
+Over UDP a late response is worse than none: the client retransmits after
+T1 (500 ms), the retransmissions are more load, and the node spends its
+time answering requests whose senders gave up.  L{OverloadGuard} measures
+how late the reactor runs its timers (the reactor lag: a tick scheduled
+every C{interval} seconds on the injected clock, its delay smoothed) and,
+optionally, a gauge such as the number of live transactions.  Above the
+high mark it declares overload; below the low mark (hysteresis) it
+recovers by itself.
+
+While overloaded, L{OverloadGuard.admit} refuses requests that start new
+work -- out-of-dialog INVITE, REGISTER, SUBSCRIBE, MESSAGE, OPTIONS,
+PUBLISH, REFER -- so the dispatcher answers them C{503} with
+C{Retry-After} (RFC 3261 §21.5.4).  It admits what finishes work already
+accepted: ACK, CANCEL, BYE, PRACK, UPDATE, INFO and any in-dialog request
+(with a To tag).  The 503 is sent through the server transaction, so a
+retransmitted request is absorbed, not answered twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+#: Methods that start new work and may be shed.
+SHEDDABLE = frozenset({"INVITE", "REGISTER", "SUBSCRIBE", "MESSAGE", "OPTIONS", "PUBLISH", "REFER"})
+
+
+class OverloadGuard:
+    """
+    @param clock: C{IReactorTime} (the reactor, or C{task.Clock} in tests).
+    @param interval: seconds between lag probes.
+    @param highLag: smoothed lag (seconds) above which the node is overloaded.
+    @param lowLag: smoothed lag below which it recovers (must be < C{highLag}).
+    @param gauge: optional C{callable() -> number} (e.g. live transactions).
+    @param highGauge: gauge value above which the node is overloaded.
+    @param lowGauge: gauge value below which it may recover.
+    @param retryAfter: seconds in the C{Retry-After} of the 503.
+    @param smoothing: weight of the newest sample in the moving average.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: Any,
+        interval: float = 0.02,
+        highLag: float = 0.08,
+        lowLag: float = 0.02,
+        gauge: Optional[Callable[[], float]] = None,
+        highGauge: float = float("inf"),
+        lowGauge: float = float("inf"),
+        retryAfter: int = 2,
+        smoothing: float = 0.3,
+    ) -> None:
+        if not 0 <= lowLag < highLag:
+            raise ValueError("need 0 <= lowLag < highLag")
+        if lowGauge > highGauge:
+            raise ValueError("need lowGauge <= highGauge")
+        self.clock = clock
+        self.interval = interval
+        self.highLag = highLag
+        self.lowLag = lowLag
+        self.gauge = gauge
+        self.highGauge = highGauge
+        self.lowGauge = lowGauge
+        self.retryAfter = retryAfter
+        self.smoothing = smoothing
+        self.lag = 0.0
+        self.overloaded = False
+        self.shed = 0
+        self.episodes = 0
+        self._expected = 0.0
+        self._call: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._call is None:
+            self._schedule()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    @property
+    def running(self) -> bool:
+        return self._call is not None
+
+    def _schedule(self) -> None:
+        self._expected = self.clock.seconds() + self.interval
+        self._call = self.clock.callLater(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        late = max(0.0, self.clock.seconds() - self._expected)
+        self.lag = self.smoothing * late + (1.0 - self.smoothing) * self.lag
+        self._update()
+        self._schedule()
+
+    def _update(self) -> None:
+        value = self.gauge() if self.gauge is not None else 0.0
+        if not self.overloaded:
+            if self.lag > self.highLag or value > self.highGauge:
+                self.overloaded = True
+                self.episodes += 1
+                self.log.warn("overloaded (reactor lag {lag:.3f}s, gauge {value}): answering new requests 503",
+                              lag=self.lag, value=value)
+        elif self.lag < self.lowLag and value <= self.lowGauge:
+            self.overloaded = False
+            self.log.warn("overload over (reactor lag {lag:.3f}s); {shed} requests shed so far",
+                          lag=self.lag, shed=self.shed)
+
+    # -- admission ---------------------------------------------------------------
+
+    def admit(self, request: Any) -> bool:
+        """False if C{request} should be answered 503 now (counted in C{shed})."""
+        if not self.overloaded or request.method not in SHEDDABLE:
+            return True
+        try:
+            if request.toAddress.tag:
+                return True  # in-dialog (re-INVITE): finishes accepted work
+        except Exception:
+            pass
+        self.shed += 1
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        return {"overloaded": self.overloaded, "lag": round(self.lag, 4), "shed": self.shed, "episodes": self.episodes}
+
+
+def overloadGuardFromSection(values: dict[str, str], clock: Any, gauge: Optional[Callable[[], float]] = None) -> Optional[OverloadGuard]:
+    """
+    An L{OverloadGuard} from the C{[overload]} section (C{enabled}, default
+    yes; C{high_lag}, C{low_lag} in seconds; C{max_transactions} with the
+    C{gauge}; C{retry_after}), or None when disabled.  Raises C{ConfigError}.
+    """
+    from voipgw.config import Section
+    from voipgw.errors import ConfigError
+
+    section = Section("overload", values)
+    if not section.getBool("enabled", True):
+        return None
+    high = section.getFloat("high_lag", 0.08, 0.001, 10.0)
+    low = section.getFloat("low_lag", min(0.02, high / 2), 0.0, 10.0)
+    if low >= high:
+        raise ConfigError("[overload] low_lag must be below high_lag")
+    maxTransactions = section.getInt("max_transactions", 0, 0, 10_000_000)
+    return OverloadGuard(
+        clock, highLag=high, lowLag=low,
+        gauge=gauge if maxTransactions else None,
+        highGauge=float(maxTransactions) if maxTransactions else float("inf"),
+        lowGauge=float(maxTransactions) * 0.8 if maxTransactions else float("inf"),
+        retryAfter=section.getInt("retry_after", 2, 0, 3600),
+    )
+
+
+class OverloadService(Service):
+    """Runs an L{OverloadGuard}'s probe while the node runs (service C{"overload"})."""
+
+    name = "overload"
+
+    def __init__(self, guard: OverloadGuard) -> None:
+        self.guard = guard
+
+    def startService(self) -> None:
+        super().startService()
+        self.guard.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.guard.stop()
