@@ -147,3 +147,14 @@ class TwoNodesPartitionFailoverTests(unittest.TestCase):
             state = node.location.state()
             copies = {c["url"]: c["status"] for p in state["map"]["partitions"] for c in p["copies"]}
             self.assertNotEqual(copies[self.copies["A"][1]], "on", state)
+
+        # 6. Kill the other copy of partition 0: its AORs get 503 + Retry-After, partition 1 still works.
+        self.copies["B"][0].kill()
+        result = await runSipp("register_auth_503.xml", targetB, "u1", calls=1,
+                               extra=["-inf", authLines(self.directory, "p0", [self.users[0][0]]), "-auth_uri", DOMAIN],
+                               keys={"domain": DOMAIN})
+        self.assertEqual(result.exitCode, 0, result.describe())
+        result = await runSipp("register_auth.xml", targetB, "u1", calls=1,
+                               extra=["-inf", authLines(self.directory, "p1", [self.users[1][0]]), "-auth_uri", DOMAIN],
+                               keys={"domain": DOMAIN})
+        self.assertEqual(result.exitCode, 0, result.describe())
