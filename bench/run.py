@@ -360,6 +360,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50_ms": at(0.50), "p90_ms": at(0.90), "p99_ms": at(0.99), "max_ms": round(values[-1], 3)}
 
 
+SIPP_TRANSPORT = "un"
+
+
 def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str, keys: dict[str, str],
             inf: Optional[str] = None) -> dict[str, Any]:
     calls = max(1, int(rate * seconds))
@@ -367,7 +370,7 @@ def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str,
     stat = os.path.join(rungDir, "stat.csv")
     argv = [
         "sipp", f"{HOST}:{server.port}", "-sf", os.path.join(SCENARIOS, f"{scenario}.xml"),
-        "-i", HOST, "-p", str(freeUDPPort()), "-t", "u1",
+        "-i", HOST, "-p", str(freeUDPPort()), "-t", SIPP_TRANSPORT, "-max_socket", "15000",
         "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(max(100, rate * 4)),
         "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1",
         "-trace_rtt", "-rtt_freq", "1", "-recv_timeout", "8000",
@@ -472,7 +475,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--servers", default="voipgw,kamailio", help="comma-separated subset")
     parser.add_argument("--start", type=int, default=None, help="first rung (calls/s)")
     parser.add_argument("--factor", type=float, default=None, help="rate ratio between rungs")
-    parser.add_argument("--max-rate", type=int, default=30000, help="highest rung (calls/s)")
+    parser.add_argument("--max-rate", type=int, default=20000, help="highest rung (calls/s)")
+    parser.add_argument("--sipp-transport", default="un", choices=["un", "u1"],
+                        help="sipp UDP mode: un = one socket per call (many devices, the default), "
+                             "u1 = one socket for all (a single trunk peer)")
     options = parser.parse_args(argv)
     seconds = options.seconds or (3.0 if options.quick else 10.0)
     factor = options.factor or (2.0 if options.quick else 1.3)
@@ -481,6 +487,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     scenarios = [s.strip() for s in options.scenarios.split(",") if s.strip()]
     serverNames = [s.strip() for s in options.servers.split(",") if s.strip()]
 
+    global SIPP_TRANSPORT
+    SIPP_TRANSPORT = options.sipp_transport
+    # a TERM (or ^C) unwinds through the finally blocks that stop the servers
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     ensurePackages()
     work = tempfile.mkdtemp(prefix="voipgw-bench-")
     print(f"work directory {work}; rungs of {seconds:g} s: {rates}", flush=True)
@@ -494,6 +504,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         cwd=uasDir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     results: dict[str, Any] = {"machine": machine(), "seconds_per_rung": seconds, "rates": rates,
+                               "sipp_transport": SIPP_TRANSPORT,
                                "workers": options.workers, "subscribers": SUBSCRIBERS, "servers": {}}
     try:
         for name in serverNames:
@@ -507,6 +518,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     inf = None
                     if scenario == "register":
                         inf = sippUsers
+                        # the digest uri is the Request-URI (sipp's default is
+                        # remote_ip:port, which a strict server rejects: RFC 3261 §22.4)
+                        keys["-auth_uri"] = DOMAIN
                     elif scenario == "call":
                         registerContact(server.port, CALLEE, CALLEE_PASSWORD, uasPort)
                         keys["-s"] = CALLEE

@@ -42,7 +42,9 @@ class OverloadGuard:
     @param highGauge: gauge value above which the node is overloaded.
     @param lowGauge: gauge value below which it may recover.
     @param retryAfter: seconds in the C{Retry-After} of the 503.
-    @param smoothing: weight of the newest sample in the moving average.
+    @param smoothing: weight of the newest sample in the moving average
+        (low: a single pause, such as a full garbage collection, must not
+        trip the guard; sustained queueing must).
     """
 
     log = Logger()
@@ -51,13 +53,13 @@ class OverloadGuard:
         self,
         clock: Any,
         interval: float = 0.02,
-        highLag: float = 0.08,
-        lowLag: float = 0.02,
+        highLag: float = 0.15,
+        lowLag: float = 0.03,
         gauge: Optional[Callable[[], float]] = None,
         highGauge: float = float("inf"),
         lowGauge: float = float("inf"),
         retryAfter: int = 2,
-        smoothing: float = 0.3,
+        smoothing: float = 0.1,
     ) -> None:
         if not 0 <= lowLag < highLag:
             raise ValueError("need 0 <= lowLag < highLag")
@@ -147,8 +149,8 @@ def overloadGuardFromSection(values: dict[str, str], clock: Any, gauge: Optional
     section = Section("overload", values)
     if not section.getBool("enabled", True):
         return None
-    high = section.getFloat("high_lag", 0.08, 0.001, 10.0)
-    low = section.getFloat("low_lag", min(0.02, high / 2), 0.0, 10.0)
+    high = section.getFloat("high_lag", 0.15, 0.001, 10.0)
+    low = section.getFloat("low_lag", min(0.03, high / 2), 0.0, 10.0)
     if low >= high:
         raise ConfigError("[overload] low_lag must be below high_lag")
     maxTransactions = section.getInt("max_transactions", 0, 0, 10_000_000)
