@@ -174,6 +174,35 @@ class AuthenticationTests(unittest.TestCase):
         self.h.receive(self.h.invite("sip:x@198.51.100.200", fromURI="sip:x@other.net"))
         self.assertEqual([s.message.code for s in self.h.finalResponses()], [403])
 
+    def test_noRelayForOtherMethods(self) -> None:
+        """OPTIONS, MESSAGE-less methods and unknown methods from outside may not leave for foreign targets."""
+        for method in ("OPTIONS", "NOTIFY", "FOOBAR"):
+            self.h.clear()
+            self.h.receive(self.h.request(method, "sip:x@198.51.100.200", fromURI="sip:alice@example.com"))
+            self.assertEqual([s.message.code for s in self.h.finalResponses()], [403], method)
+            self.assertEqual(self.h.requests(method), [])
+        self.assertEqual(self.h.counters.get("routing.rejected.relay"), 3)
+
+    def test_noRelayInDialogWithoutOurRoute(self) -> None:
+        """An in-dialog request that never went through us (no Route of ours) is refused."""
+        self.h.receive(self.h.request("BYE", "sip:x@198.51.100.200", toTag="t1"))
+        self.assertEqual([s.message.code for s in self.h.finalResponses()], [403])
+        self.assertEqual(self.h.requests("BYE"), [])
+
+    def test_inDialogWithOurRouteRelayed(self) -> None:
+        self.h.receive(self.h.request("BYE", "sip:x@198.51.100.200", toTag="t1",
+                                      headers=(("Route", "<sip:192.0.2.1:5060;lr>"),)))
+        self.assertEqual(len(self.h.requests("BYE")), 1)
+
+    def test_subscriberCallingOutIsChallenged(self) -> None:
+        """Our subscriber may call a foreign target once authenticated: 407 first, never a 403."""
+        self.h.receive(self.h.invite("sip:x@198.51.100.200"))
+        self.assertEqual([s.message.code for s in self.h.finalResponses()], [407])
+
+    def test_trustedPeerRelays(self) -> None:
+        self.h.receive(self.h.request("OPTIONS", "sip:x@198.51.100.200"), Address("udp", "203.0.113.9", 5060))
+        self.assertEqual(len(self.h.requests("OPTIONS")), 1)
+
     def test_storeDown(self) -> None:
         self.h.receive(self.h.invite("sip:bob@example.com"))
         challenge = self.h.finalResponses()[0].message.getHeader("Proxy-Authenticate")

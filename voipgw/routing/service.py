@@ -197,6 +197,10 @@ class RoutingService(Service):
                 transaction.respond(420, headers=[("Unsupported", ", ".join(unsupported))])
                 return
         myHash = loopHash(request, vias[0])
+        if not self.allowRelay(request, transaction.source):
+            counters.increment("routing.rejected.relay")
+            transaction.respond(403, "Forbidden (relaying denied)")
+            return
         try:
             self.processRoutes(request)
         except SIPParseError as e:
@@ -415,6 +419,30 @@ class RoutingService(Service):
         return self.resolver.resolve(uri)
 
     # -- hooks -----------------------------------------------------------------
+
+    def allowRelay(self, request: Request, source: Address) -> bool:
+        """
+        Whether C{request} may leave towards a target that is not ours (no
+        open relay).  Default: yes from trusted networks, for requests whose
+        top Route is ours (record-routed dialogs), for requests whose
+        Request-URI is local, and for out-of-dialog requests of the
+        challenged methods from our domains (L{allowRequest} then
+        authenticates them).  Without an authenticator, yes.
+        """
+        if self.authenticator is None or self.isTrusted(source):
+            return True
+        uri = request.requestURI
+        if uri.isSIP and self.isLocalHost(uri.host, uri.port):
+            return True
+        routes = request.routes
+        if routes:
+            top = routes[0].uri
+            if top is not None and top.isSIP and self.isLocalAddress(top.host, top.port):
+                return True
+        if request.method in CHALLENGED_METHODS and request.toAddress.tag is None:
+            fromURI = request.fromAddress.uri
+            return fromURI is not None and fromURI.isSIP and fromURI.host.lower() in self.domains
+        return False
 
     def allowRequest(self, request: Request, source: Address) -> Any:
         """

@@ -244,7 +244,11 @@ class TransportService(Service):
             message = parseMessage(data, self.settings.limits, datagram=datagram)
             message.validate()
         except SIPParseError as error:
-            self._parseFault(error, data, source, endpoint)
+            try:
+                self._parseFault(error, data, source, endpoint)
+            except Exception:
+                self.counters.increment("dropped")
+                self.log.failure("cannot answer a bad message from {source}", source=str(source))
             return
         except Exception:
             self.counters.increment("parse_errors")
@@ -300,7 +304,10 @@ class TransportService(Service):
         phrase = _phrase(status, reason)
         response = responseTo(request, status, phrase)
         self._markReceived(request, source)
-        response.setHeaderValues("Via", request.getHeaderValues("Via"))
+        # The Vias as parsed (leniently, for a malformed one): the answer is
+        # routed by them and carries them in a form that parses again.
+        response.setHeaderValues("Via", [str(via) for via in vias])
+        response._cache["Via"] = list(vias)
         self.counters.increment(f"out.response.{status // 100}xx")
         self.sendResponse(response, source)
         return True
