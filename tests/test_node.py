@@ -83,7 +83,7 @@ class NodeTreeTests(unittest.TestCase):
         """Stores start before the transaction layer and the listeners, so no message arrives early."""
         node = buildNode(parseConfig({"node": {"data_dir": tempfile.mkdtemp(), "listen": "udp:127.0.0.1:0"}}), reactor)
         names = [service.name for service in node]
-        self.assertEqual(names, ["subscribers", "location", "registrar", "routing", "transactions", "transports"])
+        self.assertEqual(names, ["subscribers", "location", "registrar", "routing", "overload", "transactions", "transports"])
 
     async def test_startAndStopRealNode(self) -> None:
         node = buildNode(parseConfig({"node": {"data_dir": tempfile.mkdtemp(), "listen": "udp:127.0.0.1:0, tcp:127.0.0.1:0"}}), reactor)

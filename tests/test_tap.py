@@ -33,6 +33,27 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual(config.listen, [Address("udp", "127.0.0.2", 5070), Address("tcp", "::1", 5071)])
         self.assertEqual(config.domains, ["example.com", "sip.example.net"])
 
+    def test_workersOption(self) -> None:
+        """--workers 2 gives a pool of worker processes; a bad count is a usage error."""
+        from voipgw.workers import WorkerPool
+
+        options = self.parse("--data-dir", tempfile.mkdtemp(), "--listen", "udp:127.0.0.1:0", "--workers", "2")
+        pool = makeService(options)
+        self.assertIsInstance(pool, WorkerPool)
+        self.assertEqual(pool.count, 2)
+        for bad in ("0", "x", "1000"):
+            with self.assertRaises(usage.UsageError):
+                self.parse("--workers", bad)
+
+    def test_badConfigFailsBeforeWorkersStart(self) -> None:
+        """A bad [routing] value stops twistd in the parent, with workers configured."""
+        path = os.path.join(tempfile.mkdtemp(), "voipgw.ini")
+        with open(path, "w") as f:
+            f.write("[node]\nworkers = 2\n[routing]\nfork_mode = sideways\n")
+        with self.assertRaises(SystemExit) as e:
+            makeService(self.parse("--config", path))
+        self.assertIn("fork_mode", str(e.exception.code))
+
     def test_badListenIsUsageError(self) -> None:
         with self.assertRaises(usage.UsageError):
             self.parse("--listen", "sctp:127.0.0.1:5060")
@@ -76,7 +97,7 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertIn("tls_certificate", str(e.exception.code))
 
     def test_makeServiceBuildsNamedServices(self) -> None:
-        options = self.parse("--data-dir", tempfile.mkdtemp(), "--listen", "udp:127.0.0.1:0")
+        options = self.parse("--data-dir", tempfile.mkdtemp(), "--listen", "udp:127.0.0.1:0", "--workers", "1")
         node = makeService(options)
         for name in ("transports", "transactions", "subscribers", "location"):
             self.assertEqual(node.getServiceNamed(name).name, name)
@@ -91,7 +112,7 @@ class TrustedOptionTests(unittest.SynchronousTestCase):
             f.write("[routing]\ntrusted = 198.51.100.0/24\n")
         options = Options()
         options.parseOptions(["--config", path, "--trusted", "203.0.113.0/24", "--trusted", "2001:db8::/32",
-                              "--data-dir", directory, "--listen", "udp:127.0.0.1:0"])
+                              "--data-dir", directory, "--listen", "udp:127.0.0.1:0", "--workers", "1"])
         config = configFromOptions(options)
         self.assertEqual(config.section("routing")["trusted"], "198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32")
         routing = makeService(options).getServiceNamed("routing")

@@ -144,6 +144,48 @@ def buildRouting(config: NodeConfig, node: VoipNode, reactor: Any) -> Any:
     )
 
 
+def validateConfig(config: NodeConfig) -> None:
+    """
+    Parse every section a node uses, without building anything (no files,
+    no I/O beyond importing a configured application class): a bad value
+    raises L{ConfigError} before worker processes are started.
+    """
+    from voipgw.auth.config import AuthConfig
+    from voipgw.location.config import LocationConfig
+    from voipgw.overload import overloadGuardFromSection
+    from voipgw.registrar.config import RegistrarConfig
+    from voipgw.routing.config import RoutingConfig, loadApplicationClass
+    from voipgw.subscribers.config import SubscriberConfig
+
+    subscribers = config.section("subscribers")
+    subscribers.setdefault("master", "sqlite:///subscribers.sqlite")
+    SubscriberConfig.fromSection(subscribers)
+    LocationConfig.fromSection(config.section("location"))
+    AuthConfig.fromSection(config.section("auth"))
+    RegistrarConfig.fromSection(config.section("registrar"))
+    routing = RoutingConfig.fromSection(config.section("routing"))
+    if routing.application:
+        loadApplicationClass(routing.application)
+    overloadGuardFromSection(config.section("overload"), None)
+
+
+def addOverloadGuard(config: NodeConfig, node: VoipNode) -> None:
+    """
+    The C{[overload]} guard (on by default): while the reactor lags or too
+    many transactions are alive, new requests get 503 + Retry-After instead
+    of piling up retransmissions (L{voipgw.overload}).
+    """
+    from voipgw.overload import OverloadService, overloadGuardFromSection
+
+    transactions = node.transactions
+    guard = overloadGuardFromSection(
+        config.section("overload"), node.clock, lambda: len(transactions.server) + len(transactions.client)
+    )
+    if guard is not None:
+        node.dispatcher.overload = guard
+        OverloadService(guard).setServiceParent(node)
+
+
 def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications: Optional[list[Any]] = None) -> VoipNode:
     """
     Build the service tree for C{config}: the subscriber and location
@@ -188,6 +230,7 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
         if IService.providedBy(application) and application.parent is None:
             application.setServiceParent(node)
         node.dispatcher.register(application)
+    addOverloadGuard(config, node)
     node.transactions.setServiceParent(node)
     node.transports.setServiceParent(node)
     if config.manhole.listen:

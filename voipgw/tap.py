@@ -26,6 +26,7 @@ class Options(usage.Options):
         ["manhole", None, None, "Manhole SSH endpoint, e.g. tcp:2222 (binds to 127.0.0.1)."],
         ["data-dir", None, None, "Directory for the node's files (default: ./data)."],
         ["subscribers", None, None, "Subscriber database master URL (default: SQLite in the data directory)."],
+        ["workers", None, None, "Worker processes sharing the SIP ports (default: [node] workers, else one per core)."],
     ]
 
     def __init__(self) -> None:
@@ -52,6 +53,9 @@ class Options(usage.Options):
         self["trusted"].append(network)
 
     def postOptions(self) -> None:
+        if self["workers"] is not None:
+            if not self["workers"].isdigit() or not 1 <= int(self["workers"]) <= 256:
+                raise usage.UsageError(f"--workers {self['workers']}: expected a number from 1 to 256")
         for spec in self["listen"]:
             if spec.split(":", 1)[0].lower() not in ("udp", "tcp", "tls"):
                 raise usage.UsageError(f"--listen {spec}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
@@ -89,10 +93,12 @@ def configFromOptions(options: Options) -> NodeConfig:
 def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
-    from voipgw.node import buildNode
+    from voipgw.node import validateConfig
+    from voipgw.workers import runWorkers
 
     try:
         config = configFromOptions(options)
-        return buildNode(config, reactor)
+        validateConfig(config)
+        return runWorkers(config, int(options["workers"]) if options["workers"] else None, reactor)
     except ConfigError as e:
         raise SystemExit(f"voipgw: configuration error: {e}") from None
