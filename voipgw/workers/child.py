@@ -45,6 +45,57 @@ def workerConfig(spec: dict[str, Any], index: int) -> Any:
     return config
 
 
+def watchParent(reactor: Any) -> None:
+    """Stop the reactor when the parent's end of stdin closes (the parent is gone)."""
+    from twisted.internet import abstract, main as imain
+
+    class ParentPipe(abstract.FileDescriptor):
+        def fileno(self) -> int:
+            return 0
+
+        def doRead(self) -> Any:
+            try:
+                data = os.read(0, 4096)
+            except BlockingIOError:
+                return None
+            except OSError:
+                return imain.CONNECTION_LOST
+            return None if data else imain.CONNECTION_DONE
+
+        def connectionLost(self, reason: Any) -> None:
+            abstract.FileDescriptor.connectionLost(self, reason)
+            if reactor.running:
+                reactor.stop()
+
+    os.set_blocking(0, False)
+    pipe = ParentPipe(reactor)
+    pipe.connected = 1
+    pipe.startReading()
+
+
+def parentLogObserver(stream: Any) -> Any:
+    """
+    Log events as C{LEVEL namespace: message} lines on C{stream} (the
+    worker's stderr), which the parent re-emits into its own log at the same
+    level, so C{twistd -l FILE} holds every worker's events.
+    """
+    from twisted.logger import formatEvent
+
+    def observe(event: dict[str, Any]) -> None:
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += "\n" + failure.getTraceback()
+        level = event.get("log_level")
+        name = level.name if level is not None else "info"
+        for number, line in enumerate(text.splitlines() or [""]):
+            prefix = f"{name} {event.get('log_namespace', '-')}: " if number == 0 else f"{name} |"
+            stream.write(prefix + line + "\n")
+        stream.flush()
+
+    return observe
+
+
 def main(argv: list[str]) -> int:
     specPath, index = argv[0], int(argv[1])
     with open(specPath, encoding="utf-8") as f:
@@ -54,12 +105,11 @@ def main(argv: list[str]) -> int:
 
     epollreactor.install()
     from twisted.internet import defer, reactor
-    from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver
+    from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner
 
-    logFile = open(os.path.join(spec["runDir"], f"worker-{index}.log"), "a", encoding="utf-8")
     level = LogLevel.levelWithName(spec.get("logLevel", "info"))
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(logFile), [LogLevelFilterPredicate(level)])],
+        [FilteringLogObserver(parentLogObserver(sys.stderr), [LogLevelFilterPredicate(level)])],
         redirectStandardIO=False,
     )
 
@@ -112,6 +162,11 @@ def main(argv: list[str]) -> int:
         if channel is not None:
             await channel.close()
 
+    # Only the parent stops a worker: group signals (Ctrl-C on twistd -n)
+    # reach the parent, which stops the workers in order.  A worker whose
+    # parent died (its stdin pipe closes) stops too, releasing the ports.
+    os.setsid()
+    watchParent(reactor)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()))
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.run()

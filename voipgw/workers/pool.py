@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
-from twisted.logger import Logger
+from twisted.logger import InvalidLogLevelError, Logger, LogLevel
 
 from voipgw.config import NodeConfig
 
@@ -50,6 +50,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.ended: defer.Deferred[None] = defer.Deferred()
         self.startedAt = pool.clock.seconds()
         self._buffer = b""
+        self._errors = b""
 
     def outReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -65,9 +66,19 @@ class WorkerProcess(protocol.ProcessProtocol):
                 self.log.info("worker {index}: {line}", index=self.index, line=text)
 
     def errReceived(self, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            if line.strip():
-                self.log.warn("worker {index}: {line}", index=self.index, line=line)
+        """The worker's log lines (L{voipgw.workers.child.parentLogObserver}), re-emitted at their level."""
+        self._errors += data
+        while b"\n" in self._errors:
+            raw, self._errors = self._errors.split(b"\n", 1)
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            name, _, text = line.partition(" ")
+            try:
+                level = LogLevel.levelWithName(name)
+            except InvalidLogLevelError:
+                level, text = LogLevel.warn, line
+            self.log.emit(level, "worker {index} {line}", index=self.index, line=text)
 
     def processEnded(self, reason: Any) -> None:
         if not self.ready.called:
