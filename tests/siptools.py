@@ -160,3 +160,36 @@ class Stunnel:
                 pass
             await self.collector.done
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def provisionSubscribers(directory: str, domain: str, users: dict[str, str]) -> str:
+    """
+    Create a SQLite subscriber database in C{directory} holding C{users}
+    (username -> password) of C{domain}, the way an operator does: with
+    C{voipgw-admin db init} and C{subscriber import}.  Returns its URL.
+    """
+    from voipgw.admin.cli import main as adminMain
+
+    url = f"sqlite:///{directory}/subscribers.sqlite"
+    rows = os.path.join(directory, "subscribers.csv")
+    with open(rows, "w") as f:
+        f.write("username,domain,password\n")
+        for username, password in users.items():
+            f.write(f"{username},{domain},{password}\n")
+    for argv in (["db", "init", "--db", url], ["subscriber", "import", rows, "--db", url, "--quiet"]):
+        if adminMain(argv) != 0:
+            raise RuntimeError(f"voipgw-admin {' '.join(argv)} failed")
+    return url
+
+
+def sippCredentials(directory: str, name: str, users: dict[str, str]) -> str:
+    """
+    A sipp injection file (-inf) giving each call, in order, a username
+    ([field0]) and an [authentication] keyword with its password ([field1]).
+    """
+    path = os.path.join(directory, f"{name}.csv")
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for username, password in users.items():
+            f.write(f"{username};[authentication username={username} password={password}];\n")
+    return path

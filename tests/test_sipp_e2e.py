@@ -16,19 +16,15 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from tests.nodes import listenerPort, startNode
-from tests.siptools import SCENARIOS, freePort, runSipp, toolMissing
+from tests.siptools import SCENARIOS, freePort, provisionSubscribers, runSipp, sippCredentials, toolMissing
 from tests.test_sipp_calls import startUAS
-from voipgw.admin.cli import main as adminMain
 
 DOMAIN = "example.test"
 USERS = {"alice": "alice-has-a-long-password", "bob": "bob-has-another-one"}
 
 
 def authFile(directory: str, username: str, password: str | None = None) -> str:
-    path = os.path.join(directory, f"{username}.csv")
-    with open(path, "w") as f:
-        f.write(f"SEQUENTIAL\n{username};[authentication username={username} password={password or USERS[username]}];\n")
-    return path
+    return sippCredentials(directory, username, {username: password or USERS[username]})
 
 
 class EndToEndTests(unittest.TestCase):
@@ -39,14 +35,7 @@ class EndToEndTests(unittest.TestCase):
 
     async def startProvisionedNode(self, transport: str) -> tuple[object, str]:
         directory = tempfile.mkdtemp(prefix="voipgw-e2e-")
-        url = f"sqlite:///{directory}/subscribers.sqlite"
-        rows = os.path.join(directory, "subscribers.csv")
-        with open(rows, "w") as f:
-            f.write("username,domain,password\n")
-            for username, password in USERS.items():
-                f.write(f"{username},{DOMAIN},{password}\n")
-        self.assertEqual(adminMain(["db", "init", "--db", url]), 0)
-        self.assertEqual(adminMain(["subscriber", "import", rows, "--db", url, "--quiet"]), 0)
+        url = provisionSubscribers(directory, DOMAIN, USERS)
         node = await startNode(self, transports=(transport,), sections={
             "node": {"domain": DOMAIN},
             "subscribers": {"master": url},

@@ -13,13 +13,13 @@ import socket
 import tempfile
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from tests import test_location_support as support
 from tests.nodes import listenerPort, startNode
-from tests.siptools import SCENARIOS, freePort, runSipp, toolMissing
+from tests.siptools import SCENARIOS, freePort, provisionSubscribers, runSipp, sippCredentials, toolMissing
 from tests.test_sipp_calls import startUAS
 from voipgw.admin.cli import main as adminMain
 from voipgw.location.partitioning import partitionOf
@@ -29,12 +29,7 @@ PASSWORD = "pw-{}-partitioned-test"
 
 
 def authLines(directory: str, name: str, users: list[str]) -> str:
-    path = os.path.join(directory, f"{name}.csv")
-    with open(path, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for user in users:
-            f.write(f"{user};[authentication username={user} password={PASSWORD.format(user)}];\n")
-    return path
+    return sippCredentials(directory, name, {user: PASSWORD.format(user) for user in users})
 
 
 class TwoNodesPartitionFailoverTests(unittest.TestCase):
@@ -70,14 +65,8 @@ class TwoNodesPartitionFailoverTests(unittest.TestCase):
                 self.users[part].append(user)
             n += 1
         self.callee = next(u for u in (f"bob{i}" for i in range(100)) if partitionOf(f"{u}@{DOMAIN}", 2) == 0)
-        self.subscribersURL = f"sqlite:///{self.directory}/subscribers.sqlite"
-        rows = os.path.join(self.directory, "subscribers.csv")
-        with open(rows, "w") as f:
-            f.write("username,domain,password\n")
-            for user in self.users[0] + self.users[1] + [self.callee, "alice"]:
-                f.write(f"{user},{DOMAIN},{PASSWORD.format(user)}\n")
-        run("db", "init", "--db", self.subscribersURL)
-        run("subscriber", "import", rows, "--db", self.subscribersURL, "--quiet")
+        self.subscribersURL = provisionSubscribers(self.directory, DOMAIN, {
+            user: PASSWORD.format(user) for user in self.users[0] + self.users[1] + [self.callee, "alice"]})
         for name, (server, _) in self.copies.items():
             self.addCleanup(support.ensureRunning, server)
 

@@ -25,8 +25,7 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from tests.nodes import listenerPort, startNode
-from tests.siptools import SCENARIOS, runSipp, toolMissing
-from voipgw.admin.cli import main as adminMain
+from tests.siptools import SCENARIOS, provisionSubscribers, runSipp, toolMissing
 
 DOMAIN = "example.test"
 USERS = os.path.join(SCENARIOS, "register_users.csv")
@@ -55,14 +54,7 @@ class SippRegisterTests(unittest.TestCase):
 
     async def startRegistrar(self, transport: str, algorithms: tuple[str, ...]) -> tuple[Any, int]:
         directory = tempfile.mkdtemp(prefix="voipgw-register-")
-        url = f"sqlite:///{directory}/subscribers.sqlite"
-        rows = os.path.join(directory, "subscribers.csv")
-        with open(rows, "w") as f:
-            f.write("username,domain,password\n")
-            for username, password in readUsers(USERS):
-                f.write(f"{username},{DOMAIN},{password}\n")
-        self.assertEqual(adminMain(["db", "init", "--db", url]), 0)
-        self.assertEqual(adminMain(["subscriber", "import", rows, "--db", url, "--quiet"]), 0)
+        url = provisionSubscribers(directory, DOMAIN, dict(readUsers(USERS)))
 
         node = await startNode(self, transports=(transport,), sections={
             "node": {"domain": DOMAIN},
