@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.logger import Logger
 
-from voipgw.sip.errors import SIPParseError
-from voipgw.sip.message import Request, Response
+from voipgw.sip.grammar import splitCommas
+from voipgw.sip.message import Message, Request, Response
 from voipgw.transaction.client import buildCancel
 from voipgw.transport.address import Address
 from voipgw.routing.target import BRANCH_MARK, Target
@@ -104,24 +104,22 @@ class Branch:
         self._sendNext()
 
     def _sendNext(self) -> None:
-        service = self.context.service
+        context = self.context
+        service = context.service
         if not self.addresses:
             self.finish(Outcome(503, None, "Service Unavailable (no reachable next hop)"))
             return
         destination = self.addresses.pop(0)
-        request = self.request = _copy(self.base)
         self.destination = destination
-        layer = service.transactions
-        try:
-            via = layer.localVia(destination, branch=self.context.makeBranch())
-        except ValueError:
+        via = service.viaFor(destination, context.makeBranch())
+        if via is None:
             self.log.debug("no listener for {destination}", destination=str(destination))
             self._sendNext()
             return
-        service.recordRoute(self.context, request, destination)
-        request.addHeader("Via", str(via), first=True)
-        self.transaction = layer.request(request, destination, self, addVia=False)
-        if request.method == "INVITE" and self.state == self.PENDING:
+        recordRoutes = service.recordRouteValues(context, destination) if context.recordRoute else ()
+        request = self.request = forwardCopy(self.base, via, recordRoutes)
+        self.transaction = service.transactions.request(request, destination, self, addVia=False)
+        if context.isInvite and self.state == self.PENDING:
             self.restartTimerC()
 
     # -- the client transaction user ----------------------------------------
@@ -132,10 +130,12 @@ class Branch:
                 self.context.forward2xx(self, response)
             return
         code = response.code
-        try:
-            self.context.service.onResponse(self.context.request, response, self.target)
-        except Exception:
-            self.log.failure("onResponse hook failed")
+        context = self.context
+        if context.service._onResponseHook:
+            try:
+                context.service.onResponse(context.request, response, self.target)
+            except Exception:
+                self.log.failure("onResponse hook failed")
         if code < 200:
             if self.state != self.PENDING:
                 if self.cancelWanted and not self.cancelSent:
@@ -153,6 +153,7 @@ class Branch:
         if 200 <= code < 300:
             self._stopTimers()
             self.state = self.DONE
+            self.base = None  # type: ignore[assignment]  # nothing more to send from it
             self.context.forward2xx(self, response)
             return
         if code == 503 and self.addresses and self.state == self.PENDING and not self.cancelWanted:
@@ -193,6 +194,7 @@ class Branch:
         self.state = self.DONE
         self.outcome = outcome
         self._stopTimers()
+        self.base = None  # type: ignore[assignment]  # nothing more to send from it
         self.context.branchFinished(self)
 
     def cancel(self) -> None:
@@ -281,7 +283,6 @@ class ProxyContext:
         self.transaction = transaction
         self.source = source
         self.loopHash = loopHash
-        self.vias = request.getHeaderValues("Via")
         self.isInvite = request.method == "INVITE"
         self.branches: list[Branch] = []
         self.groups: list[list[Target]] = []
@@ -294,6 +295,11 @@ class ProxyContext:
         if self.isInvite:
             transaction.onCancel(self._callerCancelled)
         transaction.onFailure(self._serverFailed)
+
+    @property
+    def vias(self) -> list[str]:
+        """The Via values of the request as received."""
+        return self.request.getHeaderValues("Via")
 
     def makeBranch(self) -> str:
         return f"{BRANCH_MARK}{self.loopHash}.{os.urandom(5).hex()}"
@@ -329,8 +335,7 @@ class ProxyContext:
 
     def _relay(self, response: Response) -> None:
         """Pop our Via and send the response upstream through the server transaction."""
-        vias = response.getHeaderValues("Via")
-        response.setHeaderValues("Via", vias[1:])
+        popTopVia(response)
         if self.transaction.state == "terminated":
             if 200 <= response.code < 300:
                 self.service.transactions.sendStateless(response)
@@ -425,7 +430,7 @@ class ProxyContext:
         if best.code == 503:
             # §16.7 step 6: a 503 from downstream becomes a 500 here
             return self.transaction.createResponse(500, "Server Internal Error (next hop unavailable)")
-        response.setHeaderValues("Via", response.getHeaderValues("Via")[1:])
+        popTopVia(response)
         if best.code in (401, 407):
             for other in outcomes:
                 if other is best or other.response is None or other.code not in (401, 407):
@@ -469,7 +474,49 @@ def _copy(request: Request) -> Request:
 
 def copyRequest(request: Request) -> Request:
     """A copy to forward: own header list, own Request-URI."""
-    try:
-        return _copy(request)
-    except SIPParseError:
-        raise
+    return _copy(request)
+
+
+def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[str] = ()) -> Request:
+    """
+    A copy of C{base} to send: its header list copied once, with C{via}
+    before the first Via and C{recordRoutes} before the first Record-Route
+    (at the end when there is none), as C{addHeader("Via", via,
+    first=True)} and C{setHeaderValues("Record-Route", recordRoutes +
+    existing)} would do, without rebuilding the list per edit.
+    """
+    headers: list[tuple[str, str]] = []
+    append = headers.append
+    viaLine: Optional[tuple[str, str]] = ("Via", via)
+    rrLines: Optional[list[tuple[str, str]]] = [("Record-Route", v) for v in recordRoutes] if recordRoutes else None
+    for line in base.headers:
+        name = line[0]
+        if name == "Via" and viaLine is not None:
+            append(viaLine)
+            viaLine = None
+        elif name == "Record-Route" and rrLines is not None:
+            headers.extend(rrLines)
+            rrLines = None
+        append(line)
+    if viaLine is not None:
+        headers.insert(0, viaLine)
+    if rrLines is not None:
+        headers.extend(rrLines)
+    return Request(base.method, base.requestURI, headers, base.body)
+
+
+def popTopVia(message: Message) -> None:
+    """Remove the topmost Via value (ours) in place: one list edit, no re-parse."""
+    headers = message.headers
+    for index, (name, value) in enumerate(headers):
+        if name == "Via":
+            if "," in value:
+                rest = splitCommas(value)[1:]
+                if rest:
+                    headers[index] = ("Via", ", ".join(rest))
+                else:
+                    del headers[index]
+            else:
+                del headers[index]
+            break
+    message._cache.pop("Via", None)

@@ -43,7 +43,7 @@ from zope.interface import implementer
 from voipgw.interfaces import ILocationStore, ISIPApplication
 from voipgw.location.binding import Binding
 from voipgw.routing.config import RoutingConfig
-from voipgw.routing.proxy import Branch, Outcome, ProxyContext, copyRequest
+from voipgw.routing.proxy import Branch, Outcome, ProxyContext
 from voipgw.routing.target import BRANCH_MARK, Target, addressOfURI, branchLoopHash, loopHash, uriTransport
 from voipgw.sip.address import NameAddress
 from voipgw.sip.errors import SIPParseError
@@ -60,6 +60,27 @@ CHALLENGED_METHODS = frozenset(["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "PUBL
 SUPPORTED_PROXY_EXTENSIONS = frozenset()  # type: frozenset[str]
 
 Decision = Union[bool, int, Response, None]
+
+#: Hook results handled inline, without a Deferred.
+_PLAIN = frozenset([bool, int, list, tuple, Response, Target])
+_PENDING = object()
+
+
+def _firedResult(d: "defer.Deferred[Any]") -> Any:
+    """The result of a Deferred that has fired (a Failure is consumed), or C{_PENDING}."""
+    box: list[Any] = []
+
+    def keep(value: Any) -> Any:
+        box.append(value)
+        return value
+
+    d.addBoth(keep)
+    if not box:
+        return _PENDING
+    value = box[0]
+    if isinstance(value, Failure):
+        d.addErrback(lambda _: None)
+    return value
 
 
 @implementer(ISIPApplication)
@@ -117,6 +138,14 @@ class RoutingService(Service):
         self._byRequest: dict[int, ProxyContext] = {}
         self._rr: dict[tuple[str, str, int], str] = {}
         self._trusted: dict[str, bool] = {}
+        #: (listener name, host, port) -> the Via text before the branch
+        self._via: dict[tuple[str, str, int], str] = {}
+        #: (contact, received, path) -> (contact URI, destination) of bindings
+        self._bindings: dict[tuple[str, str, bool], tuple[URI, Optional[Address]]] = {}
+        cls = type(self)
+        #: hooks left as the stock ones need no call (onResponse) or may run inline
+        self._onResponseHook = cls.onResponse is not RoutingService.onResponse
+        self._stockLocation = cls.locationTargets is RoutingService.locationTargets
         self.counters.addGauge("routing.contexts", lambda: len(self.contexts))
 
     # -- service -------------------------------------------------------------
@@ -218,6 +247,18 @@ class RoutingService(Service):
     def _chain(self, call: Callable[[], Any], then: Callable[..., None], request: Request, transaction: Any, *args: Any) -> None:
         """Run a hook; continue with C{then(result, ...)} now or when its Deferred fires."""
         result = call()
+        if result is None or result.__class__ in _PLAIN:
+            then(result, request, transaction, *args)
+            return
+        if isinstance(result, defer.Deferred) and result.called:
+            # fired already (an in-memory store): continue now
+            fired = _firedResult(result)
+            if fired is not _PENDING:
+                if isinstance(fired, Failure):
+                    self._hookFailed(fired, request, transaction)
+                else:
+                    then(fired, request, transaction, *args)
+                return
         if inspect.isawaitable(result) and not isinstance(result, defer.Deferred):
             result = defer.ensureDeferred(result)  # type: ignore[arg-type]
         if isinstance(result, defer.Deferred):
@@ -339,20 +380,40 @@ class RoutingService(Service):
             value = self._rr[key] = f"<sip:{host}:{listener.port}{transport};lr>"
         return value
 
-    def recordRoute(self, context: ProxyContext, request: Request, destination: Address) -> None:
-        """Insert our Record-Route: two when the request leaves on another listener."""
-        if not context.recordRoute:
-            return
+    def recordRouteValues(self, context: ProxyContext, destination: Address) -> list[str]:
+        """Our Record-Route values for a copy going to C{destination}: two when it leaves on another listener."""
         transports = self.transports
         outbound = transports.listenerFor(destination.transport, destination.bareHost)
-        inbound = transports.listenerFor(context.source.transport, context.source.bareHost)
+        source = context.source
+        inbound = transports.listenerFor(source.transport, source.bareHost)
         values = []
         if outbound is not None:
             values.append(self._rrValue(outbound))
         if inbound is not None and (outbound is None or self._rrValue(inbound) != values[0]):
             values.append(self._rrValue(inbound))
+        return values
+
+    def recordRoute(self, context: ProxyContext, request: Request, destination: Address) -> None:
+        """Insert our Record-Route: two when the request leaves on another listener."""
+        if not context.recordRoute:
+            return
+        values = self.recordRouteValues(context, destination)
         existing = request.getHeaderValues("Record-Route")
         request.setHeaderValues("Record-Route", values + existing)
+
+    def viaFor(self, destination: Address, branch: str) -> Optional[str]:
+        """Our Via text for a request leaving towards C{destination} (the transaction layer's C{localVia}), or C{None} without a listener."""
+        listener = self.transports.listenerFor(destination.transport, destination.bareHost)
+        if listener is None:
+            return None
+        key = (listener.name, listener.host, listener.port)
+        prefix = self._via.get(key)
+        if prefix is None:
+            text = str(self.transactions.localVia(destination, branch="\x00"))
+            if text.count("\x00") != 1:
+                return text.replace("\x00", branch)
+            prefix = self._via[key] = text
+        return prefix.replace("\x00", branch)
 
     # -- forwarding (§16.6) ------------------------------------------------------
 
@@ -361,10 +422,15 @@ class RoutingService(Service):
         The copy of the request for C{target} (§16.6 steps 1-6) and the URI
         naming its next hop.
         """
-        request = copyRequest(context.request)
-        request.requestURI = target.uri.copy()
-        maxForwards = context.request.maxForwards
-        request.setHeader("Max-Forwards", str(maxForwards - 1 if maxForwards is not None else 70))
+        original = context.request
+        maxForwards = original.maxForwards
+        line = ("Max-Forwards", str(maxForwards - 1 if maxForwards is not None else 70))
+        headers = original.headers
+        if maxForwards is None:
+            headers = headers + [line]
+        else:
+            headers = [line if h[0] == "Max-Forwards" else h for h in headers]
+        request = Request(original.method, target.uri.copy(), headers, original.body)
         if target.routes:
             request.setHeaderValues("Route", list(target.routes) + request.getHeaderValues("Route"))
         return request, self.nextHop(request, target)
@@ -515,6 +581,16 @@ class RoutingService(Service):
         if local:
             if uri.user is None:
                 return 404
+            if self._stockLocation:
+                # an in-memory store answers at once: no coroutine, no Deferred
+                lookup = self._startLookup(request)
+                if isinstance(lookup, defer.Deferred) and lookup.called:
+                    bindings = _firedResult(lookup)
+                    if bindings is not _PENDING and not isinstance(bindings, Failure) and bindings:
+                        return self._bindingTargets(bindings)
+                    if bindings is not _PENDING:
+                        lookup = defer.fail(bindings) if isinstance(bindings, Failure) else defer.succeed(bindings)
+                return self._locationTargetsFrom(request, lookup)
             return self.locationTargets(request)
         return [Target(uri)]
 
@@ -570,10 +646,19 @@ class RoutingService(Service):
         Retry-After when the store fails, 404 for an unknown user, 480 for
         one with no binding.
         """
+        return await self._locationTargetsFrom(request, self._startLookup(request))
+
+    def _startLookup(self, request: Request) -> Any:
+        try:
+            return self.location.lookup(request.requestURI.aor(), self.clock.seconds())
+        except Exception as e:
+            return defer.fail(e)
+
+    async def _locationTargetsFrom(self, request: Request, lookup: Any) -> Any:
         uri = request.requestURI
         aor = uri.aor()
         try:
-            bindings = await self.location.lookup(aor, self.clock.seconds())
+            bindings = await lookup
         except Exception as e:
             self.counters.increment("routing.location_unavailable")
             self.log.warn("location lookup for {aor} failed: {error}", aor=aor, error=str(e))
@@ -591,6 +676,9 @@ class RoutingService(Service):
                     return 404
             self.counters.increment("routing.rejected.not_registered")
             return 480
+        return self._bindingTargets(bindings)
+
+    def _bindingTargets(self, bindings: Any) -> Any:
         targets = []
         for binding in bindings:
             target = self.bindingTarget(binding)
@@ -600,6 +688,10 @@ class RoutingService(Service):
 
     def bindingTarget(self, binding: Binding) -> Optional[Target]:
         """A contact binding as a target: Path as Route, C{received} as the destination."""
+        key = (binding.contact, binding.received, bool(binding.path))
+        known = self._bindings.get(key)
+        if known is not None:
+            return Target(known[0].copy(), destination=known[1], routes=tuple(binding.path), q=binding.q)
         try:
             contact = binding.contact.strip()
             uri = NameAddress.parse(contact).uri if contact.startswith("<") or '"' in contact else URI.parse(contact)
@@ -614,6 +706,9 @@ class RoutingService(Service):
             self.counters.increment("routing.bad_bindings")
             self.log.warn("unusable binding {contact} of {aor}", contact=binding.contact, aor=binding.aor)
             return None
+        if len(self._bindings) >= 10_000:
+            self._bindings.clear()
+        self._bindings[key] = (uri.copy(), destination)
         return Target(uri, destination=destination, routes=tuple(binding.path), q=binding.q)
 
     # -- ACK for 2xx and stray responses ---------------------------------------
