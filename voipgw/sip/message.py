@@ -436,7 +436,13 @@ def responseTo(
                 except SIPParseError:
                     pass
             headers.append((name, value))
-    return Response(code, reason, headers)
+    response = Response(code, reason, headers)
+    vias = request._cache.get("Via")
+    if vias is not None:
+        # The Via lines are copied verbatim: share their parsed form (read
+        # to route the response, RFC 3261 §18.2.2) instead of parsing again.
+        response._cache["Via"] = vias
+    return response
 
 
 # -- parsing ------------------------------------------------------------------

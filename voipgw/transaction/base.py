@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
 
+from voipgw.transaction.timers import COARSE_TIMERS
+
 if TYPE_CHECKING:
     from voipgw.transaction.layer import TransactionLayer
 
@@ -26,7 +28,8 @@ class Transaction:
         self.state = state
         self._timers: dict[str, Any] = {}
         self.created = layer.clock.seconds()
-        self._terminateCallbacks: list[Callable[["Transaction"], None]] = []
+        # created on first use: most transactions never get a callback
+        self._terminateCallbacks: Optional[list[Callable[["Transaction"], None]]] = None
 
     @property
     def reliable(self) -> bool:
@@ -37,7 +40,12 @@ class Transaction:
         self.cancelTimer(name)
         if self.state == self.TERMINATED:
             return
-        self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, handler)
+        if name in COARSE_TIMERS:
+            # wait timers (J, K, H, ...) may fire late, never early: one
+            # wheel entry instead of a DelayedCall in the reactor's heap
+            self._timers[name] = self.layer.wheel.callLater(delay, self._fire, name, handler)
+        else:
+            self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, handler)
 
     def _fire(self, name: str, handler: Callable[[], None]) -> None:
         self._timers.pop(name, None)
@@ -54,6 +62,8 @@ class Transaction:
         return call is not None and call.active()
 
     def onTerminate(self, callback: Callable[["Transaction"], None]) -> None:
+        if self._terminateCallbacks is None:
+            self._terminateCallbacks = []
         self._terminateCallbacks.append(callback)
 
     def terminate(self) -> None:
@@ -64,8 +74,8 @@ class Transaction:
         for name in list(self._timers):
             self.cancelTimer(name)
         self.layer.forget(self)
-        callbacks, self._terminateCallbacks = self._terminateCallbacks, []
-        for callback in callbacks:
+        callbacks, self._terminateCallbacks = self._terminateCallbacks, None
+        for callback in callbacks or ():
             callback(self)
 
     def timerFor(self, delay: float) -> Optional[float]:

@@ -24,7 +24,7 @@ from voipgw.transaction.base import Transaction
 from voipgw.transaction.client import ClientTransaction, InviteClientTransaction, NonInviteClientTransaction
 from voipgw.transaction.keys import clientKey, serverKey
 from voipgw.transaction.server import InviteServerTransaction, NonInviteServerTransaction, ServerTransaction
-from voipgw.transaction.timers import TimerSettings
+from voipgw.transaction.timers import TimerSettings, TimerWheel
 from voipgw.transport.address import Address
 
 
@@ -60,6 +60,8 @@ class TransactionLayer(Service):
         self.timers = timers or TimerSettings()
         self.counters = counters or Counters()
         self.user = user
+        #: The long wait timers (J, K, H, I, L, M, D) of every transaction.
+        self.wheel = TimerWheel(clock)
         self.server: dict[Hashable, ServerTransaction] = {}
         self.client: dict[Hashable, ClientTransaction] = {}
         #: Whether C{transports.sendResponse} reports failures through an
@@ -221,6 +223,7 @@ class TransactionLayer(Service):
                 transaction.cancelTimer(name)
         self.server.clear()
         self.client.clear()
+        self.wheel.clear()
 
 
 def _acceptsOnError(sendResponse: Any) -> bool:

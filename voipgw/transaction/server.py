@@ -53,8 +53,10 @@ class ServerTransaction(Transaction):
         self.cancelled = False
         #: Why the transaction failed (C{"timeout"} or a transport reason), if it did.
         self.failure: Optional[str] = None
-        self._cancelCallbacks: list[Callable[[Request], None]] = []
-        self._failureCallbacks: list[Callable[["ServerTransaction", str], None]] = []
+        # created on first use: most transactions never get a callback
+        self._cancelCallbacks: Optional[list[Callable[[Request], None]]] = None
+        self._failureCallbacks: Optional[list[Callable[["ServerTransaction", str], None]]] = None
+        self._method = request.method
 
     @property
     def reliable(self) -> bool:
@@ -62,7 +64,7 @@ class ServerTransaction(Transaction):
 
     @property
     def method(self) -> str:
-        return self.request.method
+        return self._method
 
     def createResponse(self, code: int, reason: Optional[str] = None) -> Response:
         """A response to this transaction's request, with this transaction's To tag."""
@@ -75,7 +77,12 @@ class ServerTransaction(Transaction):
         ignored with a log line.
         """
         if isinstance(response, int):
-            response = self.createResponse(response, reason)
+            if self.request is None:
+                # completed (the request was dropped): the response is
+                # ignored by _sendResponse below, with its log line
+                response = Response(response, reason)
+            else:
+                response = self.createResponse(response, reason)
         if headers:
             for name, value in headers:
                 response.addHeader(name, value)
@@ -104,10 +111,14 @@ class ServerTransaction(Transaction):
         """Call C{callback(cancelRequest)} if a matching CANCEL arrives."""
         if self.cancelled:
             raise RuntimeError("already cancelled")
+        if self._cancelCallbacks is None:
+            self._cancelCallbacks = []
         self._cancelCallbacks.append(callback)
 
     def onFailure(self, callback: Callable[["ServerTransaction", str], None]) -> None:
         """Call C{callback(transaction, reason)} if this transaction fails (timer H, transport)."""
+        if self._failureCallbacks is None:
+            self._failureCallbacks = []
         self._failureCallbacks.append(callback)
 
     def cancel(self, cancelRequest: Request) -> None:
@@ -115,7 +126,7 @@ class ServerTransaction(Transaction):
         if self.cancelled:
             return
         self.cancelled = True
-        callbacks, self._cancelCallbacks = self._cancelCallbacks, []
+        callbacks, self._cancelCallbacks = self._cancelCallbacks or [], None
         failed = False
         for callback in callbacks:
             try:
@@ -138,8 +149,8 @@ class ServerTransaction(Transaction):
     def _fail(self, reason: str) -> None:
         self.failure = reason
         self.terminate()
-        callbacks, self._failureCallbacks = self._failureCallbacks, []
-        for callback in callbacks:
+        callbacks, self._failureCallbacks = self._failureCallbacks, None
+        for callback in callbacks or ():
             try:
                 callback(self, reason)
             except Exception:
@@ -163,9 +174,18 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = self.COMPLETED
             if self.reliable:
                 self.terminate()
-            else:
-                self.startTimer("J", self.layer.timers.J, self.terminate)
+                self._transmit(response)
+                return
+            self.startTimer("J", self.layer.timers.J, self.terminate)
             self._transmit(response)
+            # For the 32 s of timer J this transaction only absorbs
+            # retransmissions with the last response: drop the parsed
+            # request and the response's parsed headers, so that tens of
+            # thousands of completed transactions hold a few objects each
+            # (the garbage collector walks every one of them).
+            self.request = None  # type: ignore[assignment]
+            self._cancelCallbacks = None
+            response.invalidate()
             return
         self.state = self.PROCEEDING
         self._transmit(response)

@@ -12,7 +12,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 RELIABLE = frozenset(["tcp", "tls"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     """
     A transport, host and port.  C{connection} optionally names the stream

@@ -27,6 +27,15 @@ from voipgw.transport.tls import TLSSettings
 from voipgw.transport.udp import SIPDatagramProtocol
 
 
+#: Counter names of the common methods and status classes, built once so
+#: the per-message path formats no string.
+_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+            "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE")
+_IN_REQUEST = {m: f"in.request.{m}" for m in _METHODS}
+_OUT_REQUEST = {m: f"out.request.{m}" for m in _METHODS}
+_IN_RESPONSE = tuple(f"in.response.{n}xx" for n in range(10))
+
+
 @dataclass
 class TransportSettings:
     """Limits and timeouts for all listeners."""
@@ -241,8 +250,9 @@ class TransportService(Service):
             self.counters.increment("keepalive.udp")
             return
         try:
+            # parseMessage validates (RFC 3261 §8.1.1 headers, Request-URI,
+            # CSeq method, Max-Forwards): no second validate() here
             message = parseMessage(data, self.settings.limits, datagram=datagram)
-            message.validate()
         except SIPParseError as error:
             try:
                 self._parseFault(error, data, source, endpoint)
@@ -255,10 +265,14 @@ class TransportService(Service):
             self.log.failure("unexpected error parsing a message from {source}", source=str(source))
             return
         if isinstance(message, Request):
-            self.counters.increment(f"in.request.{message.method}" if len(message.method) <= 20 else "in.request.other")
+            method = message.method
+            name = _IN_REQUEST.get(method)
+            if name is None:
+                name = f"in.request.{method}" if len(method) <= 20 else "in.request.other"
+            self.counters.increment(name)
             self._markReceived(message, source)
         else:
-            self.counters.increment(f"in.response.{message.code // 100}xx")
+            self.counters.increment(_IN_RESPONSE[message.code // 100 % 10])
         if self.receiver is not None:
             self.receiver.receiveMessage(message, source)
 
@@ -386,7 +400,11 @@ class TransportService(Service):
         """Serialise and send C{message}; C{onError(reason)} on a transport failure."""
         data = message.toBytes()
         if isinstance(message, Request):
-            self.counters.increment(f"out.request.{message.method}" if len(message.method) <= 20 else "out.request.other")
+            method = message.method
+            name = _OUT_REQUEST.get(method)
+            if name is None:
+                name = f"out.request.{method}" if len(method) <= 20 else "out.request.other"
+            self.counters.increment(name)
         if destination.transport == "udp":
             listener = self.listenerFor("udp", destination.bareHost)
             if listener is None:
