@@ -412,3 +412,34 @@ class StatelessTests(ProxyTestCase):
         self._stray(200, True, "BYE")
         self.assertEqual(self.h.sent, [])
         self.assertEqual(self.h.counters.get("routing.dropped.stray_response"), 3)
+
+
+class ForwardedCopyTests(ProxyTestCase):
+    """The forwarded copy is built in one pass and keeps parsed headers: both must match a fresh parse."""
+
+    def assertParsedAsWire(self, message: object) -> None:
+        fresh = parseMessage(message.toBytes())  # type: ignore[attr-defined]
+        for name in ("vias", "fromAddress", "toAddress", "cseq"):
+            self.assertEqual(str(getattr(message, name)), str(getattr(fresh, name)), name)
+        self.assertEqual(message.callId, fresh.callId)  # type: ignore[attr-defined]
+        self.assertEqual(message.getHeaderValues("Record-Route"), fresh.getHeaderValues("Record-Route"))  # type: ignore[attr-defined]
+
+    def test_inviteCopyParsedAsWire(self) -> None:
+        self.h.register("bob@example.com", CALLEE)
+        self.h.receive(self.h.invite("sip:bob@example.com", headers=(
+            ("Record-Route", "<sip:198.51.100.9;lr>"), ("Via", "SIP/2.0/UDP 198.51.100.9;branch=z9hG4bKup, SIP/2.0/TCP 198.51.100.10;branch=z9hG4bKup2"))))
+        sent = self.h.lastRequest("INVITE").message
+        self.assertParsedAsWire(sent)
+        self.assertEqual(len(sent.vias), 4)  # type: ignore[attr-defined]
+        self.assertEqual(sent.getHeaderValues("Record-Route"), ["<sip:192.0.2.1:5060;lr>", "<sip:198.51.100.9;lr>"])  # type: ignore[attr-defined]
+        self.assertEqual(str(sent.vias[0]), str(self.h.transactions.localVia(CALLEE_ADDRESS, branch=sent.vias[0].branch)))  # type: ignore[attr-defined]
+
+    def test_relayedResponseLosesOnlyOurVia(self) -> None:
+        self.h.register("bob@example.com", CALLEE)
+        self.h.receive(self.h.invite("sip:bob@example.com"))
+        self.h.answer(self.h.lastRequest("INVITE"), 180)
+        [ringing] = self.h.responses(180)
+        fresh = parseMessage(ringing.data)
+        self.assertEqual(len(fresh.vias), 1)
+        self.assertEqual(fresh.vias[0].host, CALLER.host)
+        self.assertEqual(str(ringing.message.vias[0]), str(fresh.vias[0]))  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.logger import Logger
 
+from voipgw.sip.address import Via
 from voipgw.sip.grammar import splitCommas
 from voipgw.sip.message import Message, Request, Response
 from voipgw.transaction.client import buildCancel
@@ -117,7 +118,7 @@ class Branch:
             self._sendNext()
             return
         recordRoutes = service.recordRouteValues(context, destination) if context.recordRoute else ()
-        request = self.request = forwardCopy(self.base, via, recordRoutes)
+        request = self.request = forwardCopy(self.base, via[0], recordRoutes, via[1])
         self.transaction = service.transactions.request(request, destination, self, addVia=False)
         if context.isInvite and self.state == self.PENDING:
             self.restartTimerC()
@@ -477,13 +478,15 @@ def copyRequest(request: Request) -> Request:
     return _copy(request)
 
 
-def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[str] = ()) -> Request:
+def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[str] = (), parsedVia: Optional[Via] = None) -> Request:
     """
     A copy of C{base} to send: its header list copied once, with C{via}
     before the first Via and C{recordRoutes} before the first Record-Route
     (at the end when there is none), as C{addHeader("Via", via,
     first=True)} and C{setHeaderValues("Record-Route", recordRoutes +
-    existing)} would do, without rebuilding the list per edit.
+    existing)} would do, without rebuilding the list per edit.  With
+    C{parsedVia} (C{via} parsed), the headers C{base} has parsed stay
+    parsed in the copy.
     """
     headers: list[tuple[str, str]] = []
     append = headers.append
@@ -502,7 +505,18 @@ def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[st
         headers.insert(0, viaLine)
     if rrLines is not None:
         headers.extend(rrLines)
-    return Request(base.method, base.requestURI, headers, base.body)
+    request = Request(base.method, base.requestURI, headers, base.body)
+    cache = base._cache
+    if parsedVia is not None and cache:
+        vias = cache.get("Via")
+        copied = request._cache
+        copied.update(cache)
+        copied.pop("Record-Route", None)
+        if vias is None:
+            copied.pop("Via", None)
+        else:
+            copied["Via"] = [parsedVia, *vias]  # type: ignore[misc]
+    return request
 
 
 def popTopVia(message: Message) -> None:

@@ -45,7 +45,7 @@ from voipgw.location.binding import Binding
 from voipgw.routing.config import RoutingConfig
 from voipgw.routing.proxy import Branch, Outcome, ProxyContext
 from voipgw.routing.target import BRANCH_MARK, Target, addressOfURI, branchLoopHash, loopHash, uriTransport
-from voipgw.sip.address import NameAddress
+from voipgw.sip.address import NameAddress, Via
 from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Request, Response, responseTo
 from voipgw.sip.uri import URI
@@ -61,6 +61,8 @@ SUPPORTED_PROXY_EXTENSIONS = frozenset()  # type: frozenset[str]
 
 Decision = Union[bool, int, Response, None]
 
+#: Parsed headers a forwarded copy shares with the request as received.
+_SHARED_PARSED = ("Via", "From", "To", "Call-ID", "CSeq")
 #: Hook results handled inline, without a Deferred.
 _PLAIN = frozenset([bool, int, list, tuple, Response, Target])
 _PENDING = object()
@@ -138,8 +140,10 @@ class RoutingService(Service):
         self._byRequest: dict[int, ProxyContext] = {}
         self._rr: dict[tuple[str, str, int], str] = {}
         self._trusted: dict[str, bool] = {}
-        #: (listener name, host, port) -> the Via text before the branch
-        self._via: dict[tuple[str, str, int], str] = {}
+        #: (listener name, host, port) -> our Via text (NUL for the branch), transport, host, port
+        self._via: dict[tuple[str, str, int], tuple[str, str, str, Optional[int]]] = {}
+        #: Route value -> its URI (read only)
+        self._routes: dict[str, URI] = {}
         #: (contact, received, path) -> (contact URI, destination) of bindings
         self._bindings: dict[tuple[str, str, bool], tuple[URI, Optional[Address]]] = {}
         cls = type(self)
@@ -356,12 +360,25 @@ class RoutingService(Service):
             return
         ours = 0
         for value in routes:
-            route = NameAddress.parse(value).uri
+            route = self._routeURI(value)
             if route is None or not route.isSIP or not self.isLocalHost(route.host, route.port):
                 break
             ours += 1
         if ours:
             request.setHeaderValues("Route", routes[ours:])
+
+    def _routeURI(self, value: str) -> Optional[URI]:
+        """The URI of a Route value (parsed once per distinct value: ours come back in every dialog)."""
+        cache = self._routes
+        uri = cache.get(value)
+        if uri is None:
+            uri = NameAddress.parse(value).uri
+            if uri is not None and len(value) <= 512:
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[value] = uri.copy()
+            return uri
+        return uri
 
     def shouldRecordRoute(self, request: Request) -> bool:
         if not self.config.recordRoute or request.method not in DIALOG_METHODS:
@@ -401,19 +418,26 @@ class RoutingService(Service):
         existing = request.getHeaderValues("Record-Route")
         request.setHeaderValues("Record-Route", values + existing)
 
-    def viaFor(self, destination: Address, branch: str) -> Optional[str]:
-        """Our Via text for a request leaving towards C{destination} (the transaction layer's C{localVia}), or C{None} without a listener."""
+    def viaFor(self, destination: Address, branch: str) -> Optional[tuple[str, Via]]:
+        """
+        Our Via (text and parsed) for a request leaving towards
+        C{destination}, as the transaction layer's C{localVia} makes it, or
+        C{None} without a listener.
+        """
         listener = self.transports.listenerFor(destination.transport, destination.bareHost)
         if listener is None:
             return None
         key = (listener.name, listener.host, listener.port)
-        prefix = self._via.get(key)
-        if prefix is None:
-            text = str(self.transactions.localVia(destination, branch="\x00"))
-            if text.count("\x00") != 1:
-                return text.replace("\x00", branch)
-            prefix = self._via[key] = text
-        return prefix.replace("\x00", branch)
+        known = self._via.get(key)
+        if known is None:
+            via = self.transactions.localVia(destination, branch="\x00")
+            text = str(via)
+            if text.count("\x00") != 1 or list(via.params) != ["branch", "rport"] or via.params["rport"] is not None:
+                via = self.transactions.localVia(destination, branch=branch)
+                return str(via), via
+            known = self._via[key] = (text, via.transport, via.host, via.port)
+        text, transport, host, port = known
+        return text.replace("\x00", branch), Via(transport, host, port, {"branch": branch, "rport": None})
 
     # -- forwarding (§16.6) ------------------------------------------------------
 
@@ -431,6 +455,11 @@ class RoutingService(Service):
         else:
             headers = [line if h[0] == "Max-Forwards" else h for h in headers]
         request = Request(original.method, target.uri.copy(), headers, original.body)
+        # the headers parsed already stay parsed (read-only) in the copy
+        cache = original._cache
+        for name in _SHARED_PARSED:
+            if name in cache:
+                request._cache[name] = cache[name]
         if target.routes:
             request.setHeaderValues("Route", list(target.routes) + request.getHeaderValues("Route"))
         return request, self.nextHop(request, target)
