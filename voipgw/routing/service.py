@@ -68,6 +68,14 @@ _PLAIN = frozenset([bool, int, list, tuple, Response, Target])
 _PENDING = object()
 
 
+def _firstIndex(headers: list[tuple[str, str]], name: str) -> int:
+    """Where the first C{name} header is (0 when there is none)."""
+    for index, (n, _) in enumerate(headers):
+        if n == name:
+            return index
+    return 0
+
+
 def _firedResult(d: "defer.Deferred[Any]") -> Any:
     """The result of a Deferred that has fired (a Failure is consumed), or C{_PENDING}."""
     box: list[Any] = []
@@ -756,7 +764,12 @@ class RoutingService(Service):
             if ack.getHeader("Route") is None and uri.isSIP and self.isLocalHost(uri.host, uri.port):
                 counters.increment("routing.dropped.ack_no_route")
                 return
-            ack.setHeader("Max-Forwards", str(maxForwards - 1 if maxForwards is not None else 70))
+            line = ("Max-Forwards", str(maxForwards - 1 if maxForwards is not None else 70))
+            if maxForwards is None:
+                ack.headers.append(line)
+            else:
+                ack.headers = [line if h[0] == "Max-Forwards" else h for h in ack.headers]
+            ack._cache.pop("Max-Forwards", None)
             hop = self.nextHop(ack)
         except SIPParseError:
             counters.increment("routing.dropped.ack_bad")
@@ -765,12 +778,12 @@ class RoutingService(Service):
 
         def send(addresses: list[Address]) -> None:
             destination = addresses[0]
-            try:
-                via = self.transactions.localVia(destination, branch=branch)
-            except ValueError:
+            via = self.viaFor(destination, branch)
+            if via is None:
                 counters.increment("routing.dropped.ack_no_listener")
                 return
-            ack.addHeader("Via", str(via), first=True)
+            ack.headers.insert(_firstIndex(ack.headers, "Via"), ("Via", via[0]))
+            ack._cache.pop("Via", None)
             counters.increment("routing.ack_forwarded")
             self.transactions.sendStateless(ack, destination)
 

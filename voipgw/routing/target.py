@@ -6,10 +6,11 @@ the plain helpers of RFC 3261 §16 (loop-detection hash, next hop of a URI).
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import blake2b
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from voipgw.sip.grammar import splitCommas
 from voipgw.sip.message import Request
 from voipgw.sip.uri import URI, isIPLiteral
 from voipgw.transport.address import Address
@@ -18,6 +19,9 @@ from voipgw.transport.address import Address
 BRANCH_MARK = "z9hG4bKvg"
 _MARK_LEN = len(BRANCH_MARK)
 _HASH_LEN = 16
+#: Headers in the loop hash besides the fixed fields (Proxy-Require and
+#: Route are list headers: split as getHeaderValues does).
+_HASHED = frozenset(["Proxy-Require", "Proxy-Authorization", "Route"])
 
 
 @dataclass
@@ -94,13 +98,21 @@ def loopHash(request: Request, viaText: str) -> str:
         fromTag = request.fromAddress.tag or ""
     except ValueError:
         toTag = fromTag = ""
+    proxyRequire: list[str] = []
+    proxyAuthorization: list[str] = []
+    route: list[str] = []
+    for name, value in request.headers:
+        if name in _HASHED:
+            into = proxyRequire if name == "Proxy-Require" else proxyAuthorization if name == "Proxy-Authorization" else route
+            if into is not proxyAuthorization and "," in value:
+                into.extend(splitCommas(value))
+            else:
+                into.append(value)
     parts = [
         request.startLine(), fromTag, toTag, request.callId, str(request.cseq.number), viaText,
-        ",".join(request.getHeaderValues("Proxy-Require")),
-        ",".join(request.getHeaderValues("Proxy-Authorization")),
-        ",".join(request.getHeaderValues("Route")),
+        ",".join(proxyRequire), ",".join(proxyAuthorization), ",".join(route),
     ]
-    return hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    return blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
 
 
 def branchLoopHash(branch: Optional[str]) -> Optional[str]:
