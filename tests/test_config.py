@@ -54,3 +54,18 @@ class ConfigTests(unittest.SynchronousTestCase):
         self.assertEqual([(a.host, a.port) for a in config.listen], [("::1", 5060), ("2001:db8::1", 5070)])
         with self.assertRaises(ConfigError):
             parseConfig({"node": {"listen": "udp:::1:5060"}})
+
+
+class AdvertiseConfigTests(unittest.SynchronousTestCase):
+    def test_wildcardNeedsAdvertise(self) -> None:
+        with self.assertRaises(ConfigError) as e:
+            parseConfig({"node": {"listen": "udp:0.0.0.0:5060"}})
+        self.assertIn("advertise", str(e.exception))
+
+    def test_advertise(self) -> None:
+        config = parseConfig({"node": {"listen": "udp:0.0.0.0:5060, tcp:[::]:5060", "advertise": "SIP.Example.COM"}})
+        self.assertEqual(config.advertise, "sip.example.com")
+        self.assertEqual(config.transport.advertise, "sip.example.com")
+        self.assertIn("sip.example.com", config.domains)
+        with self.assertRaises(ConfigError):
+            parseConfig({"node": {"listen": "udp:0.0.0.0:5060", "advertise": "not a host"}})

@@ -183,3 +183,28 @@ class UDPTransportTests(unittest.TestCase):
         await self.recorder.arrived
         _, source = self.recorder.messages[0]
         self.assertEqual(source.host, "::1")
+
+
+class AdvertiseTests(unittest.TestCase):
+    def test_wildcardListenerAdvertises(self) -> None:
+        """A 0.0.0.0 listener is known by its advertised address: Via, isLocal."""
+        service = TransportService(reactor, [parseListen("udp:0.0.0.0:0")], TransportSettings(advertise="203.0.113.5"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = service.listenerFor("udp")
+        assert listener is not None
+        self.assertEqual((listener.host, listener.bindHost), ("203.0.113.5", "0.0.0.0"))
+        self.assertTrue(service.isLocal("203.0.113.5", listener.port))
+        self.assertFalse(service.isLocal("198.51.100.1", listener.port))
+        self.assertFalse(service.isLocal("0.0.0.0", listener.port))
+        from voipgw.transaction.layer import TransactionLayer
+        from twisted.internet.task import Clock
+
+        via = TransactionLayer(service, Clock()).localVia(Address("udp", "198.51.100.9", 5060))
+        self.assertEqual((via.host, via.port), ("203.0.113.5", listener.port))
+
+    def test_boundAddressUnchangedWithoutWildcard(self) -> None:
+        service = TransportService(reactor, [parseListen("udp:127.0.0.1:0")], TransportSettings(advertise="203.0.113.5"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.listenerFor("udp").host, "127.0.0.1")  # type: ignore[union-attr]

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from voipgw.errors import ConfigError
+from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Limits
+from voipgw.sip.uri import validateHost
 from voipgw.transaction.timers import TimerSettings
 from voipgw.transport.address import Address, parseListen
 from voipgw.transport.manager import TransportSettings
@@ -98,6 +100,8 @@ class NodeConfig:
     listen: list[Address] = field(default_factory=lambda: [parseListen(s) for s in DEFAULT_LISTEN])
     domains: list[str] = field(default_factory=list)
     dataDir: str = "data"
+    #: The address advertised for wildcard listeners ([node] advertise).
+    advertise: Optional[str] = None
     transport: TransportSettings = field(default_factory=TransportSettings)
     timers: TimerSettings = field(default_factory=TimerSettings)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
@@ -127,7 +131,20 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
     node = Section("node", config.section("node"))
     listen = node.getList("listen", DEFAULT_LISTEN)
     config.listen = parseListeners(listen)
-    config.domains = [d.lower() for d in node.getList("domain")] or defaultDomains(config.listen)
+    advertise = (node.get("advertise") or "").strip().lower() or None
+    if advertise is not None:
+        try:
+            validateHost(advertise if ":" not in advertise or advertise.startswith("[") else f"[{advertise}]")
+        except SIPParseError as e:
+            raise ConfigError(f"[node] advertise: {e.reason}") from None
+        advertise = advertise.strip("[]")
+    elif any(a.host in ("0.0.0.0", "::") for a in config.listen):
+        raise ConfigError(
+            "[node] listen: a listener on 0.0.0.0 or :: needs [node] advertise (or --advertise): "
+            "the address clients reach this node at, used in Via and Record-Route"
+        )
+    config.advertise = advertise
+    config.domains = [d.lower() for d in node.getList("domain")] or defaultDomains(config.listen, advertise)
     config.dataDir = node.get("data_dir", "data") or "data"
 
     transport = Section("transport", config.section("transport"))
@@ -148,6 +165,7 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
         idleTimeout=transport.getFloat("idle_timeout", 300.0, 0.0),
         connectTimeout=transport.getFloat("connect_timeout", 5.0, 0.1, 120.0),
         tls=tls,
+        advertise=config.advertise,
     )
     if any(a.transport == "tls" for a in config.listen) and not (tls.certificate and tls.privateKey):
         raise ConfigError("[transport] a tls: listener needs tls_certificate and tls_private_key")
@@ -175,13 +193,13 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
     return config
 
 
-def defaultDomains(listen: Iterable[Address]) -> list[str]:
+def defaultDomains(listen: Iterable[Address], advertise: Optional[str] = None) -> list[str]:
     """
     The domains of a node configured with none: C{localhost} and the
     addresses it listens on (not wildcards), so the embedded default
     registers C{alice@localhost} or C{alice@127.0.0.1} out of the box.
     """
-    domains = ["localhost"]
+    domains = ["localhost"] + ([advertise] if advertise else [])
     for address in listen:
         host = address.host.lower()
         if host not in ("0.0.0.0", "::") and host not in domains:

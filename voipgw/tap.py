@@ -25,6 +25,7 @@ class Options(usage.Options):
         ["config", "c", None, "INI configuration file (see docs/configuration.md)."],
         ["manhole", None, None, "Manhole SSH endpoint, e.g. tcp:2222 (binds to 127.0.0.1)."],
         ["data-dir", None, None, "Directory for the node's files (default: ./data)."],
+        ["advertise", None, None, "Address put in Via/Record-Route for 0.0.0.0/:: listeners."],
         ["subscribers", None, None, "Subscriber database master URL (default: SQLite in the data directory)."],
         ["workers", None, None, "Worker processes sharing the SIP ports (default: [node] workers, else one per core)."],
     ]
@@ -71,6 +72,8 @@ def configFromOptions(options: Options) -> NodeConfig:
         node["domain"] = ", ".join(options["domain"])
     if options["data-dir"]:
         node["data_dir"] = options["data-dir"]
+    if options["advertise"]:
+        node["advertise"] = options["advertise"]
     sections["node"] = node
     if options["subscribers"] or options["subscribers-replica"]:
         subscribers = dict(sections.get("subscribers", {}))

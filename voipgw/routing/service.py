@@ -184,12 +184,7 @@ class RoutingService(Service):
 
     def isLocalAddress(self, host: str, port: Optional[int]) -> bool:
         """True if C{host:port} is one of the node's listeners."""
-        host = host.strip("[]").lower()
-        for listener in self.transports.listeners:
-            if listener.host == host or listener.host in ("0.0.0.0", "::"):
-                if port is None or port == listener.port:
-                    return True
-        return False
+        return self.transports.isLocal(host, port)
 
     def isLocalHost(self, host: str, port: Optional[int] = None) -> bool:
         """True for one of the node's domains or its own address."""

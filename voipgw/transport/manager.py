@@ -44,6 +44,9 @@ class TransportSettings:
     idleTimeout: float = 300.0
     connectTimeout: float = 5.0
     tls: TLSSettings = field(default_factory=TLSSettings)
+    #: The address put in Via and Record-Route for listeners bound to a
+    #: wildcard address (0.0.0.0 or ::), and recognised as this node's own.
+    advertise: Optional[str] = None
     #: Bind the configured listeners with SO_REUSEPORT (UDP and TCP), so
     #: several worker processes share them (see docs/workers.md).
     reusePort: bool = False
@@ -60,14 +63,16 @@ class TransportSettings:
 class Listener:
     """One bound listener: its configured and its actual address."""
 
-    def __init__(self, spec: Address, port: Any, protocol: Any = None) -> None:
+    def __init__(self, spec: Address, port: Any, protocol: Any = None, advertise: Optional[str] = None) -> None:
         self.spec = spec
         self.portObject = port
         self.protocol = protocol
         address = port.getHost()
         self.name = spec.transport
         self.reliable = spec.transport != "udp"
-        self.host = spec.host
+        #: The address bound, and the one others reach this listener at (Via, Record-Route).
+        self.bindHost = spec.host
+        self.host = advertise if advertise and spec.host in WILDCARD_HOSTS else spec.host
         self.port = address.port
 
     @property
@@ -78,12 +83,15 @@ class Listener:
         raise NotImplementedError("send through TransportService.send")
 
 
+WILDCARD_HOSTS = frozenset(["0.0.0.0", "::"])
+
+
 def _isIPv6(host: str) -> bool:
     return ":" in host
 
 
 def _familyMatches(listener: "Listener", host: str) -> bool:
-    return _isIPv6(listener.host) == _isIPv6(host)
+    return _isIPv6(listener.bindHost) == _isIPv6(host)
 
 
 class TransportService(Service):
@@ -140,7 +148,7 @@ class TransportService(Service):
         if spec.transport == "udp":
             protocol = SIPDatagramProtocol(self, spec)
             port = self._listenUDP(spec.port, protocol, host, reusePort)
-            listener = Listener(spec, port, protocol)
+            listener = Listener(spec, port, protocol, self.settings.advertise)
             protocol.local = listener.address
         else:
             factory = SIPStreamFactory(self, spec.transport)
@@ -151,7 +159,7 @@ class TransportService(Service):
                 port = self._listenTCPShared(spec.port, factory, host)
             else:
                 port = self.reactor.listenTCP(spec.port, factory, interface=host, backlog=512)
-            listener = Listener(spec, port)
+            listener = Listener(spec, port, advertise=self.settings.advertise)
         self.log.info("listening on {listener}", listener=str(listener.address))
         return listener
 
@@ -223,10 +231,10 @@ class TransportService(Service):
     def isLocal(self, host: str, port: Optional[int]) -> bool:
         """True if C{host:port} names one of this node's listeners."""
         host = host[1:-1] if host.startswith("[") else host
+        host = host.lower()
         for listener in self.listeners:
-            if listener.host == host or (listener.host in ("0.0.0.0", "::") ):
-                if port is None or port == listener.port:
-                    return True
+            if listener.host == host and (port is None or port == listener.port):
+                return True
         return False
 
     # -- receiving ---------------------------------------------------------
