@@ -14,7 +14,7 @@ import datetime
 import unicodedata
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -121,12 +121,44 @@ def _fromRow(row: Any) -> Subscriber:
 _COLUMNS = (t.c.username, t.c.domain, t.c.ha1, t.c.ha1_sha256, t.c.enabled, t.c.caller_id, t.c.max_contacts)
 
 
+#: Built once: SQLAlchemy then finds the compiled form in its cache (the
+#: values are bound parameters; the IN list is an "expanding" parameter).
+_GET_ONE = select(*_COLUMNS).where(and_(t.c.username == bindparam("u"), t.c.domain == bindparam("d")))
+_GET_MANY = select(*_COLUMNS).where(
+    and_(t.c.domain == bindparam("d"), t.c.username.in_(bindparam("us", expanding=True)))
+)
+
+#: Most usernames in one C{IN (...)} list.
+MAX_BATCH = 500
+
+
 def getSubscriber(conn: Connection, username: str, domain: str) -> Subscriber | None:
     """The subscriber with normalised C{username}, C{domain}, or C{None}."""
-    row = conn.execute(
-        select(*_COLUMNS).where(and_(t.c.username == username, t.c.domain == domain))
-    ).first()
+    row = conn.execute(_GET_ONE, {"u": username, "d": domain}).first()
     return _fromRow(row) if row is not None else None
+
+
+def getSubscribers(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Subscriber]:
+    """
+    The subscribers of the normalised C{(username, domain)} C{keys} that
+    exist, by key: one query per domain and C{MAX_BATCH} usernames.
+    """
+    byDomain: dict[str, list[str]] = {}
+    for username, domain in keys:
+        byDomain.setdefault(domain, []).append(username)
+    found: dict[tuple[str, str], Subscriber] = {}
+    for domain, usernames in byDomain.items():
+        for start in range(0, len(usernames), MAX_BATCH):
+            chunk = usernames[start : start + MAX_BATCH]
+            if len(chunk) == 1:
+                row = conn.execute(_GET_ONE, {"u": chunk[0], "d": domain}).first()
+                rows = [row] if row is not None else []
+            else:
+                rows = list(conn.execute(_GET_MANY, {"d": domain, "us": chunk}))
+            for row in rows:
+                subscriber = _fromRow(row)
+                found[(subscriber.username, subscriber.domain)] = subscriber
+    return found
 
 
 def addSubscriber(

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from voipgw.db.database import Database
@@ -72,6 +73,16 @@ class SQLSubscriberStore:
             self.replicas, self._probe, clock, probeInterval, maxReplicaLag, self._probeMaster
         )
         self._recentWrites: dict[Key, float] = {}
+        # cache misses waiting for a database read (batched, see _fetch)
+        self._queued: dict[Key, defer.Deferred[Subscriber | None]] = {}
+        self._readsInFlight = 0
+        #: Database reads of subscribers in flight at most; further misses
+        #: wait and are read together, in one C{IN (...)} query, when one
+        #: of them completes.
+        self.maxConcurrentReads = 2
+        #: Most keys in one batched read.
+        self.maxBatch = queries.MAX_BATCH
+        self.batches = 0
 
     # -- replica health ------------------------------------------------------
 
@@ -124,9 +135,43 @@ class SQLSubscriberStore:
         return self.cache.get(key, self._fetch)
 
     def _fetch(self, key: Key) -> "defer.Deferred[Subscriber | None]":
-        return defer.ensureDeferred(
-            self._read("get subscriber", queries.getSubscriber, *key, preferMaster=self._recentlyWritten(key))
+        # The cache coalesces lookups of one key; here misses of different
+        # keys are batched: with maxConcurrentReads reads in flight, a miss
+        # waits, and the next read takes every waiting key (one query and
+        # one thread hop for a burst instead of one each).
+        d: defer.Deferred[Subscriber | None] = defer.Deferred()
+        if self._readsInFlight < self.maxConcurrentReads and not self._queued:
+            self._startRead({key: d})
+        else:
+            self._queued[key] = d
+        return d
+
+    def _startRead(self, batch: dict[Key, "defer.Deferred[Subscriber | None]"]) -> None:
+        self._readsInFlight += 1
+        self.batches += 1
+        keys = list(batch)
+        preferMaster = any([self._recentlyWritten(k) for k in keys])
+        d: defer.Deferred[dict[Key, Subscriber]] = defer.ensureDeferred(
+            self._read("get subscribers", queries.getSubscribers, keys, preferMaster=preferMaster)
         )
+        d.addBoth(self._readDone, batch)
+
+    def _readDone(self, result: "dict[Key, Subscriber] | Failure",
+                  batch: dict[Key, "defer.Deferred[Subscriber | None]"]) -> None:  # noqa: E501
+        self._readsInFlight -= 1
+        while self._queued and self._readsInFlight < self.maxConcurrentReads:
+            queued = self._queued
+            if len(queued) <= self.maxBatch:
+                self._queued = {}
+                self._startRead(queued)
+            else:
+                keys = list(queued)[: self.maxBatch]
+                self._startRead({k: queued.pop(k) for k in keys})
+        for key, waiter in batch.items():
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result.get(key))
 
     def _recentlyWritten(self, key: Key) -> bool:
         until = self._recentWrites.get(key)
