@@ -246,10 +246,9 @@ class Registrar(Service):
         response: Response = transaction.createResponse(200)
         for b in bindings:
             response.addHeader("Contact", self.formatContact(b, now))
-        if self._supports(request, "path"):
-            paths = request.getHeaderValues("Path")
-            if paths:
-                response.setHeaderValues("Path", paths)
+        paths = request.getHeaderValues("Path")
+        if paths and self._supports(request, "path"):
+            response.setHeaderValues("Path", paths)
         if any(b.instanceId and b.regId for b in bindings) and self._supports(request, "outbound"):
             response.addHeader("Require", "outbound")
         response.addHeader("Date", self._date(now))
