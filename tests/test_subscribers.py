@@ -9,7 +9,7 @@ import hashlib
 import os
 
 from sqlalchemy import create_engine, inspect
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
@@ -176,6 +176,36 @@ class SubscriberStoreTestsMixin:
         two = await self.store.listSubscribers("TWO.example", limit=2, offset=1)
         self.assertEqual([s.aor for s in two], ["b@two.example", "c@two.example"])
         self.assertEqual(await self.store.listSubscribers("three.example"), [])
+
+
+    async def test_preload(self) -> None:
+        """preload fills the cache (bounded by its size); lookups then need no query."""
+        for name in ("a", "b", "c"):
+            await self.store.addSubscriber(name, "two.example", "pw")
+        await self.store.addSubscriber("z", "one.example", "pw")
+        self.store.cache.clear()
+        self.assertEqual(await self.store.preload(page=2), 4)
+        queries = self.db.queries
+        found = await self.store.getSubscriber("B", "two.example")
+        self.assertEqual(found.aor, "b@two.example")
+        self.assertIsNotNone(await self.store.getSubscriber("z", "one.example"))
+        self.assertEqual(self.db.queries, queries)
+        self.store.cache.clear()
+        self.assertEqual(await self.store.preload(limit=3), 3)
+        self.assertEqual(len(self.store.cache), 3)
+
+    async def test_batchedMisses(self) -> None:
+        """Concurrent misses of different keys are read together: found and absent ones."""
+        for name in ("a", "b", "c", "d"):
+            await self.store.addSubscriber(name, "example.com", "pw")
+        self.store.cache.clear()
+        self.store.maxConcurrentReads = 1
+        queries = self.db.queries
+        results = await defer.gatherResults([
+            self.store.getSubscriber(n, "example.com") for n in ("a", "b", "nobody", "c", "d")
+        ])
+        self.assertEqual([r.username if r else None for r in results], ["a", "b", None, "c", "d"])
+        self.assertEqual(self.db.queries - queries, 2, "one read, then one batch of the 4 waiting")
 
 
 class SQLiteSubscriberStoreTests(SubscriberStoreTestsMixin, TestCase):

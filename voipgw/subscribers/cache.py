@@ -110,6 +110,11 @@ class LookupCache(Generic[K, V]):
         while len(self._entries) > self.maxSize:
             self._entries.popitem(last=False)
 
+    def put(self, key: K, value: V | None) -> None:
+        """Store C{value} for C{key} (as a fetch would), unless a fetch of it is in flight."""
+        if key not in self._pending:
+            self._store(key, value)
+
     def invalidate(self, key: K) -> None:
         """Forget C{key}; an in-flight fetch of it will not be cached."""
         self._entries.pop(key, None)

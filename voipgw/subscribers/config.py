@@ -44,6 +44,15 @@ def _number(section: str, key: str, raw: str, minimum: float, integer: bool = Fa
     return value
 
 
+def _boolean(section: str, key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0", ""):
+        return False
+    raise ConfigError(f"[{section}] {key} must be yes or no, not {raw!r}")
+
+
 @dataclass(frozen=True)
 class SubscriberConfig:
     """
@@ -57,6 +66,9 @@ class SubscriberConfig:
     @ivar cacheSize: cached lookups kept at most (C{cache_size}).
     @ivar maxReplicaLag: seconds of lag that take a replica out (C{max_replica_lag}).
     @ivar probeInterval: seconds between replica checks (C{probe_interval}).
+    @ivar preload: fill the cache with up to C{cache_size} subscribers at
+        start (C{preload}, default no; useful with a long C{cache_ttl}: the
+        first REGISTER of each device then needs no database read).
     """
 
     master: str = DEFAULT_URL
@@ -66,6 +78,7 @@ class SubscriberConfig:
     cacheSize: int = 100_000
     maxReplicaLag: float = 5.0
     probeInterval: float = 5.0
+    preload: bool = False
 
     KEYS = (
         "master",
@@ -75,6 +88,7 @@ class SubscriberConfig:
         "cache_size",
         "max_replica_lag",
         "probe_interval",
+        "preload",
     )
 
     @classmethod
@@ -110,4 +124,5 @@ class SubscriberConfig:
             cacheSize=int(_number(name, "cache_size", section.get("cache_size", "100000"), 1, integer=True)),
             maxReplicaLag=_number(name, "max_replica_lag", section.get("max_replica_lag", "5"), 0),
             probeInterval=_number(name, "probe_interval", section.get("probe_interval", "5"), 0.1),
+            preload=_boolean(name, "preload", section.get("preload", "no")),
         )

@@ -216,6 +216,20 @@ def listSubscribers(
     return [_fromRow(row) for row in conn.execute(query)]
 
 
+_PAGE_AFTER = (
+    select(*_COLUMNS)
+    .where((t.c.domain > bindparam("d")) | (and_(t.c.domain == bindparam("d"), t.c.username > bindparam("u"))))
+    .order_by(t.c.domain, t.c.username)
+    .limit(bindparam("n"))
+)
+
+
+def subscribersAfter(conn: Connection, after: tuple[str, str], limit: int) -> list[Subscriber]:
+    """Up to C{limit} subscribers after the key C{after} in (domain, username) order (keyset paging)."""
+    username, domain = after
+    return [_fromRow(row) for row in conn.execute(_PAGE_AFTER, {"d": domain, "u": username, "n": limit})]
+
+
 def countSubscribers(conn: Connection, domain: str | None = None) -> int:
     query = select(func.count()).select_from(t)
     if domain is not None:

@@ -94,9 +94,10 @@ class SubscriberService(Service):
     name = "subscribers"
     log = Logger()
 
-    def __init__(self, store: SQLSubscriberStore, createSQLiteSchema: bool = True) -> None:
+    def __init__(self, store: SQLSubscriberStore, createSQLiteSchema: bool = True, preload: bool = False) -> None:
         self.store = store
         self.createSQLiteSchema = createSQLiteSchema
+        self.preload = preload
 
     @classmethod
     def fromConfig(cls, config: SubscriberConfig, reactor: Any, clock: Any = None) -> "SubscriberService":
@@ -111,7 +112,8 @@ class SubscriberService(Service):
                 cacheSize=config.cacheSize,
                 maxReplicaLag=config.maxReplicaLag,
                 probeInterval=config.probeInterval,
-            )
+            ),
+            preload=config.preload,
         )
 
     def _databases(self) -> list[Database]:
@@ -144,6 +146,13 @@ class SubscriberService(Service):
                 db.stop()
             raise
         self.store.startProbing()
+        if self.preload:
+            try:
+                count = await self.store.preload()
+            except Exception as e:  # a slow or failing database must not stop the node
+                self.log.warn("subscriber cache preload failed: {error}", error=str(e))
+            else:
+                self.log.info("subscriber cache preloaded with {count} subscribers", count=count)
         self.log.info(
             "subscriber store started: master {master}, {count} replicas",
             master=master.name,

@@ -173,6 +173,29 @@ class SQLSubscriberStore:
             else:
                 waiter.callback(result.get(key))
 
+    async def preload(self, limit: int | None = None, page: int = 2000) -> int:
+        """
+        Fill the cache with up to C{limit} (default: the cache size)
+        subscribers, read in pages of C{page}; returns how many.  Entries
+        expire after C{cacheTTL} like fetched ones (so this is useful with a
+        long C{cache_ttl}); a key being fetched or written meanwhile is not
+        overwritten.
+        """
+        limit = self.cache.maxSize if limit is None else min(limit, self.cache.maxSize)
+        loaded = 0
+        after: Key = ("", "")
+        while loaded < limit:
+            rows = await self._read("preload subscribers", queries.subscribersAfter, after, min(page, limit - loaded))
+            if not rows:
+                break
+            for subscriber in rows:
+                key = (subscriber.username, subscriber.domain)
+                if not self._recentlyWritten(key):
+                    self.cache.put(key, subscriber)
+            loaded += len(rows)
+            after = (rows[-1].username, rows[-1].domain)
+        return loaded
+
     def _recentlyWritten(self, key: Key) -> bool:
         until = self._recentWrites.get(key)
         if until is None:
