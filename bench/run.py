@@ -194,7 +194,7 @@ class VoipgwServer(Server):
                 f"[node]\nlisten = udp:{HOST}:{self.port}\ndomain = {DOMAIN}\ndata_dir = {data}\n"
                 f"workers = {self.workers}\n\n"
                 "[auth]\nalgorithms = MD5\nmax_failures = 0\n\n"
-                "[subscribers]\ncache_ttl = 3600\ncache_size = 100000\n\n"
+                "[subscribers]\ncache_ttl = 3600\ncache_size = 100000\npreload = yes\n\n"
                 "[location]\nbackend = memory\n\n"
                 # as the Kamailio config: callers on loopback are not challenged
                 f"[routing]\ntrusted = 127.0.0.0/8\n"
