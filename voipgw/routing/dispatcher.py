@@ -26,7 +26,6 @@ stay.
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any, Callable, Optional
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from voipgw.config import ConfigError
+from voipgw.config import ConfigError, readINI
 from voipgw.routing.config import ALGORITHMS, DestinationSpec, RoutingConfig, parseDispatcherSets
 from voipgw.routing.target import addressOfURI
 from voipgw.sip.errors import SIPParseError
@@ -373,17 +372,10 @@ def readDispatcherFile(path: str, algorithms: dict[str, str]) -> dict[str, tuple
     Read an INI file whose C{[dispatcher]} section holds C{<set> = uri, ...}
     and optional C{algorithm.<set> = ...} lines.  Raises L{ConfigError}.
     """
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read dispatcher file {path}: {e.strerror}") from None
-    except configparser.Error as e:
-        raise ConfigError(f"dispatcher file {path}: {e}") from None
-    if not parser.has_section("dispatcher"):
+    sections = readINI(path)
+    if "dispatcher" not in sections:
         raise ConfigError(f"dispatcher file {path}: no [dispatcher] section")
-    section = dict(parser["dispatcher"])
+    section = sections["dispatcher"]
     where = f"{os.path.basename(path)} [dispatcher]"
     sets = parseDispatcherSets({f"dispatcher.{k}": v for k, v in section.items() if not k.startswith("algorithm.")}, where)
     result: dict[str, tuple[str, list[DestinationSpec]]] = {}
