@@ -14,12 +14,12 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from voipgw.admin.cli import AdminError
-from voipgw.db.database import redactURL
+from voipgw.db.database import redactURL, useSQLitePragmas
 from voipgw.db.errors import describeError
 from voipgw.db.migrations import SchemaError, loadMigrator, recordedVersions
 from voipgw.subscribers.config import DEFAULT_URL, ConfigError, validateURL
@@ -70,14 +70,7 @@ def openEngine(url: str, create: bool = False) -> Engine:
     except Exception as e:  # a missing driver, a bad option in the URL
         raise AdminError(f"cannot use database URL {redactURL(url)}: {e}") from None
     if parsed.get_backend_name() == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapiConnection, record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapiConnection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        useSQLitePragmas(engine)
     return engine
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import StaticPool
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -33,6 +33,17 @@ def redactURL(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<invalid database URL>"
+
+
+def useSQLitePragmas(engine: Engine) -> None:
+    """Every new SQLite connection of C{engine} uses WAL (readers never block the writer)."""
+
+    @event.listens_for(engine, "connect")
+    def _sqlitePragmas(dbapiConnection: Any, record: Any) -> None:
+        cursor = dbapiConnection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 
 def _isOperational(error: BaseException) -> bool:
@@ -103,14 +114,7 @@ class Database:
         options.update(self._engineOptions)
         engine = create_engine(url, **options)
         if backend == "sqlite":
-
-            @event.listens_for(engine, "connect")
-            def _sqlitePragmas(dbapiConnection: Any, record: Any) -> None:
-                cursor = dbapiConnection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.close()
-
+            useSQLitePragmas(engine)
         return engine
 
     @property
