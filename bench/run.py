@@ -17,10 +17,16 @@ Kamailio with children=4) on loopback:
 
 Each scenario climbs a rate ladder (each rung a fixed number of seconds)
 until a rung is not clean: a failed call, or an achieved rate below 95% of
-the target.  Printed and written to bench/results/run-TIMESTAMP.json: the
-highest clean rate of each server, the ratio voipgw/Kamailio, response-time
-percentiles at that rate (sipp -trace_rtt) and voipgw's resident memory.
-Every load is bounded in calls and time; nothing leaves loopback.
+the target; then --refine rungs (default 2, --quick 1) bisect between the
+last clean rung and the first unclean one, after --settle seconds of rest
+(and, for calls, a fresh UAS).  Printed and written to
+bench/results/run-TIMESTAMP.json: every rung tried (phase "ladder" or
+"refine", with server and sipp CPU, the kernel's UDP receive-buffer drops,
+the UAS's counters and sipp's errors by kind), the highest clean rate of
+each server, the ratio voipgw/Kamailio, response-time percentiles at that
+rate (sipp -trace_rtt) and voipgw's resident memory.  Each server gets its
+own sipp UAS for the calls.  Every load is bounded in calls and time;
+nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -147,6 +154,9 @@ class Server:
     port = 0
     proc: Optional[subprocess.Popen] = None
 
+    def start(self) -> None:
+        raise NotImplementedError
+
     def pids(self) -> list[int]:
         return []
 
@@ -258,7 +268,7 @@ class KamailioServer(Server):
         if check.returncode != 0:
             raise RuntimeError(f"kamailio config check failed:\n{check.stderr[-2000:]}")
         self.proc = subprocess.Popen(
-            ["kamailio", "-f", cfg, "-DD", "-E", "-l", f"udp:{HOST}:{self.port}", "-m", "512", "-M", "16",
+            ["kamailio", "-f", cfg, "-DD", "-E", "-l", f"udp:{HOST}:{self.port}", "-m", "2048", "-M", "16",
              "-P", pidfile, "-Y", self.work],
             stdout=log, stderr=log,
         )
@@ -269,6 +279,62 @@ class KamailioServer(Server):
             return []
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         return [self.proc.pid] + [int(p) for p in out.split()]
+
+
+class Uas:
+    """The called party of the call scenario: a sipp UAS on its own UDP port."""
+
+    def __init__(self, work: str, name: str) -> None:
+        self.dir = os.path.join(work, f"uas-{name}")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = freeUDPPort()
+        self.stat = os.path.join(self.dir, "stat.csv")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        if os.path.exists(self.stat):
+            os.remove(self.stat)  # counters() must not read an earlier process's figures
+        self.proc = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uas.xml"), "-i", HOST, "-p", str(self.port), "-t", "u1",
+             "-nostdin", "-nd", "-timeout", "7200s", "-max_recv_loops", "5000", "-buff_size", str(SIPP_SOCKET_BUFFER),
+             "-trace_err", "-trace_stat", "-stf", self.stat, "-fd", "1"],
+            cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def counters(self) -> dict[str, int]:
+        """Cumulative counters from the UAS's statistics file (written every second)."""
+        try:
+            with open(self.stat, newline="") as f:
+                rows = list(csv.reader(f, delimiter=";"))
+        except OSError:
+            return {}
+        if len(rows) < 2:
+            return {}
+        row = dict(zip(rows[0], rows[-1]))
+        names = {"calls": "IncomingCall(C)", "successful": "SuccessfulCall(C)", "failed": "FailedCall(C)",
+                 "max_udp_retrans": "FailedMaxUDPRetrans(C)", "unexpected": "FailedUnexpectedMessage(C)",
+                 "recv_timeout": "FailedTimeoutOnRecv(C)", "retransmissions": "Retransmissions(C)",
+                 "dead_call_msgs": "DeadCallMsgs(C)", "out_of_call_msgs": "OutOfCallMsgs(C)"}
+        return {key: int(row.get(column, "0") or 0) for key, column in names.items()}
+
+    def errorOffsets(self) -> dict[str, int]:
+        return {name: os.path.getsize(os.path.join(self.dir, name))
+                for name in os.listdir(self.dir) if name.endswith("_errors.log")}
+
+    def restart(self) -> None:
+        """A fresh UAS on the same port (the registered contact): no calls left from an earlier rung."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
 
 
 # -- SIP helpers (setup only: not load) ------------------------------------------
@@ -338,6 +404,28 @@ def registerContact(port: int, user: str, password: str, contactPort: int) -> No
         raise RuntimeError(f"REGISTER with credentials: got {reply.splitlines()[0]}")
 
 
+# -- UDP counters --------------------------------------------------------------------
+
+
+def udpCounters(ports: list[int]) -> dict[str, int]:
+    """The kernel's UDP receive-buffer drops: all sockets (RcvbufErrors) and per local port."""
+    counters = {"rcvbuf_errors": 0}
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = [l.split() for l in f if l.startswith("Udp:")]
+        counters["rcvbuf_errors"] = int(dict(zip(lines[0][1:], lines[1][1:])).get("RcvbufErrors", 0))
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                port = int(fields[1].split(":")[1], 16)
+                if port in ports:
+                    counters[str(port)] = counters.get(str(port), 0) + int(fields[-1])
+    except (OSError, IndexError, ValueError, StopIteration):
+        pass
+    return counters
+
+
 # -- sipp ----------------------------------------------------------------------------
 
 
@@ -361,18 +449,41 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 SIPP_TRANSPORT = "un"
+# SO_RCVBUF/SO_SNDBUF of sipp's sockets (sipp's default is 64 KiB): the load generator must not drop
+# what the server sends in a burst (the UAS takes every call of a rung on one socket)
+SIPP_SOCKET_BUFFER = 4 << 20
+
+
+def sippErrors(directory: str, limit: int = 8, offsets: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """sipp's -trace_err logs in C{directory} (from C{offsets}, bytes per file), counted by kind:
+    the first line of each error with numbers blanked."""
+    counts: dict[str, int] = {}
+    for name in os.listdir(directory):
+        if not name.endswith("_errors.log"):
+            continue
+        with open(os.path.join(directory, name), errors="replace") as f:
+            f.seek((offsets or {}).get(name, 0))
+            for line in f:
+                # sipp 3.6 starts each error with a timestamp; continuation lines are the message
+                for entry in re.split(r"'?\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ", line)[1:]:
+                    kind = re.sub(r"\d+", "N", entry.strip())[:160]
+                    counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
 
 
 def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str, keys: dict[str, str],
-            inf: Optional[str] = None) -> dict[str, Any]:
+            inf: Optional[str] = None, uas: Optional[Uas] = None) -> dict[str, Any]:
     calls = max(1, int(rate * seconds))
     rungDir = tempfile.mkdtemp(prefix=f"{server.name}-{scenario}-{rate}-", dir=work)
     stat = os.path.join(rungDir, "stat.csv")
+    # -t un: a socket per open call; sipp wants sockets + open calls below the open-file limit
+    openCalls = max(100, rate * 4)
+    maxSockets = max(1024, min(15000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - openCalls - 100))
     argv = [
         "sipp", f"{HOST}:{server.port}", "-sf", os.path.join(SCENARIOS, f"{scenario}.xml"),
-        "-i", HOST, "-p", str(freeUDPPort()), "-t", SIPP_TRANSPORT, "-max_socket", "15000",
-        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(max(100, rate * 4)),
-        "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1",
+        "-i", HOST, "-p", str(freeUDPPort()), "-t", SIPP_TRANSPORT, "-max_socket", str(maxSockets),
+        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(openCalls), "-buff_size", str(SIPP_SOCKET_BUFFER),
+        "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1", "-trace_err",
         "-trace_rtt", "-rtt_freq", "1", "-recv_timeout", "8000",
         "-timeout", f"{int(seconds * 2 + 30)}s", "-timeout_error",
         "-max_sched_loops", "5000", "-max_recv_loops", "5000",
@@ -381,11 +492,32 @@ def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str,
         argv += [key, value] if key.startswith("-") else ["-key", key, value]
     if inf:
         argv += ["-inf", inf]
+    ports = [server.port] + ([uas.port] if uas else [])
+    udpBefore = udpCounters(ports)
+    uasBefore = uas.counters() if uas else {}
+    uasErrorOffsets = uas.errorOffsets() if uas else {}
     cpuBefore = {pid: cpuSeconds(pid) for pid in server.pids()}
+    uasCpuBefore = cpuSeconds(uas.proc.pid) if uas and uas.proc else 0.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=rungDir, capture_output=True, text=True, timeout=seconds * 3 + 60)
     wall = time.monotonic() - started
     cpu = sum(cpuSeconds(pid) - before for pid, before in cpuBefore.items())
+    childrenAfter = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sippCpu = {"uac": round(childrenAfter.ru_utime + childrenAfter.ru_stime - children.ru_utime - children.ru_stime, 2)}
+    if uas and uas.proc:
+        sippCpu["uas"] = round(cpuSeconds(uas.proc.pid) - uasCpuBefore, 2)
+    udpAfter = udpCounters(ports)
+    udpDrops = {"all_sockets": udpAfter["rcvbuf_errors"] - udpBefore["rcvbuf_errors"],
+                "server": udpAfter.get(str(server.port), 0) - udpBefore.get(str(server.port), 0)}
+    uasDelta: dict[str, int] = {}
+    uasErrors: dict[str, int] = {}
+    if uas:
+        udpDrops["uas"] = udpAfter.get(str(uas.port), 0) - udpBefore.get(str(uas.port), 0)
+        time.sleep(1.2)  # the UAS writes its statistics every second
+        uasAfter = uas.counters()
+        uasDelta = {key: uasAfter.get(key, 0) - uasBefore.get(key, 0) for key in uasAfter}
+        uasErrors = sippErrors(uas.dir, offsets=uasErrorOffsets)
     row: dict[str, str] = {}
     if os.path.exists(stat):
         with open(stat, newline="") as f:
@@ -409,9 +541,13 @@ def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str,
     result = {
         "target_rate": rate, "calls": calls, "successful": successful, "failed": failed,
         "retransmissions": retrans, "elapsed_s": round(elapsed, 2), "achieved_rate": round(achieved, 1),
-        "clean": clean, "sipp_exit": proc.returncode, "server_cpu_s": round(cpu, 2),
+        "clean": clean, "sipp_exit": proc.returncode, "server_cpu_s": round(cpu, 2), "sipp_cpu_s": sippCpu,
+        "udp_drops": udpDrops, "uac_errors": sippErrors(rungDir),
         "rtt": {f"rtd{k}": percentiles(v) for k, v in sorted(rtts.items())},
     }
+    if uas:
+        result["uas"] = uasDelta
+        result["uas_errors"] = uasErrors
     if not clean:
         result["rung_dir"] = rungDir
         with open(os.path.join(rungDir, "sipp.out"), "w") as f:
@@ -421,30 +557,64 @@ def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str,
     return result
 
 
+def roundRate(rate: float) -> int:
+    return int(round(rate / 10.0) * 10) if rate >= 100 else max(1, int(rate))
+
+
 def ladder(scenario: str, server: Server, rates: list[int], seconds: float, work: str, keys: dict[str, str],
-           inf: Optional[str] = None) -> dict[str, Any]:
-    rungs = []
-    best: Optional[dict[str, Any]] = None
-    for rate in rates:
-        result = runSipp(scenario, server, rate, seconds, work, keys, inf)
+           inf: Optional[str] = None, uas: Optional[Uas] = None, refine: int = 2,
+           settle: float = 5.0) -> dict[str, Any]:
+    """Climb C{rates} until a rung is not clean, then bisect C{refine} times between the
+    last clean rung (or 0) and the first unclean one.  Every rung tried is in "rungs"."""
+    rungs: list[dict[str, Any]] = []
+
+    def rung(rate: int, phase: str) -> bool:
+        result = runSipp(scenario, server, rate, seconds, work, keys, inf, uas)
+        result["phase"] = phase
         result["memory"] = server.memory()
         rungs.append(result)
         rtt = result["rtt"].get("rtd1", {})
         print(f"  {server.name:8} {scenario:8} {rate:6}/s -> {result['achieved_rate']:8.1f}/s "
               f"ok={result['successful']} failed={result['failed']} retrans={result['retransmissions']} "
               f"p50={rtt.get('p50_ms', '-')}ms p99={rtt.get('p99_ms', '-')}ms "
-              f"cpu={result['server_cpu_s']}s {'clean' if result['clean'] else 'NOT CLEAN'}", flush=True)
-        if not result["clean"]:
+              f"cpu={result['server_cpu_s']}s drops={result['udp_drops']} sipp_cpu={result['sipp_cpu_s']} "
+              f"{'clean' if result['clean'] else 'NOT CLEAN'}{' (refine)' if phase == 'refine' else ''}", flush=True)
+        if result["clean"]:
+            time.sleep(1.0)  # let retransmission timers and transactions drain
+            return True
+        for side in ("uac_errors", "uas_errors"):
+            for kind, count in list(result.get(side, {}).items())[:4]:
+                print(f"      {side[:3]} {count:6} x {kind[:120]}", flush=True)
+        # an overloaded rung leaves transactions, retransmissions and half-open
+        # calls behind: let the server recover and give the next rung a fresh UAS
+        time.sleep(settle)
+        if uas:
+            uas.restart()
+        return False
+
+    low, high = 0, 0
+    for rate in rates:
+        if not rung(rate, "ladder"):
+            high = rate
             break
-        best = result
-        time.sleep(1.0)  # let retransmission timers and transactions drain
-    return {"max_clean_rate": best["target_rate"] if best else 0, "at_max": best, "rungs": rungs}
+        low = rate
+    for _ in range(refine if high else 0):
+        rate = roundRate((low + high) / 2)
+        if rate <= low or rate >= high:
+            break
+        if rung(rate, "refine"):
+            low = rate
+        else:
+            high = rate
+    best = next((r for r in rungs if r["clean"] and r["target_rate"] == low), None)
+    return {"max_clean_rate": low, "first_unclean_rate": high or None, "at_max": best, "rungs": rungs}
 
 
 def rateLadder(start: int, factor: float, limit: int) -> list[int]:
-    rates, rate = [], float(start)
+    rates: list[int] = []
+    rate = float(start)
     while rate <= limit:
-        value = int(round(rate / 10.0) * 10) if rate >= 100 else int(rate)
+        value = roundRate(rate)
         if not rates or value > rates[-1]:
             rates.append(value)
         rate *= factor
@@ -476,6 +646,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--start", type=int, default=None, help="first rung (calls/s)")
     parser.add_argument("--factor", type=float, default=None, help="rate ratio between rungs")
     parser.add_argument("--max-rate", type=int, default=20000, help="highest rung (calls/s)")
+    parser.add_argument("--refine", type=int, default=None,
+                        help="bisection rungs between the last clean and the first unclean rung (default 2, quick 1)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds of rest after an unclean rung (default 5, quick 3)")
     parser.add_argument("--sipp-transport", default="un", choices=["un", "u1"],
                         help="sipp UDP mode: un = one socket per call (many devices, the default), "
                              "u1 = one socket for all (a single trunk peer)")
@@ -484,6 +658,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     factor = options.factor or (2.0 if options.quick else 1.3)
     start = options.start or (200 if options.quick else 200)
     rates = rateLadder(start, factor, options.max_rate)
+    refine = options.refine if options.refine is not None else (1 if options.quick else 2)
+    settle = options.settle if options.settle is not None else (3.0 if options.quick else 5.0)
     scenarios = [s.strip() for s in options.scenarios.split(",") if s.strip()]
     serverNames = [s.strip() for s in options.servers.split(",") if s.strip()]
 
@@ -495,47 +671,42 @@ def main(argv: Optional[list[str]] = None) -> int:
     work = tempfile.mkdtemp(prefix="voipgw-bench-")
     print(f"work directory {work}; rungs of {seconds:g} s: {rates}", flush=True)
     sippUsers, importFile, users = writeUsers(work, SUBSCRIBERS)
-    uasPort = freeUDPPort()
-    uasDir = os.path.join(work, "uas")
-    os.makedirs(uasDir)
-    uas = subprocess.Popen(
-        ["sipp", "-sf", os.path.join(SCENARIOS, "uas.xml"), "-i", HOST, "-p", str(uasPort), "-t", "u1",
-         "-nostdin", "-bg" if False else "-nd", "-timeout", "7200s", "-max_recv_loops", "5000"],
-        cwd=uasDir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     results: dict[str, Any] = {"machine": machine(), "seconds_per_rung": seconds, "rates": rates,
-                               "sipp_transport": SIPP_TRANSPORT,
+                               "refine_steps": refine, "settle_s": settle, "sipp_transport": SIPP_TRANSPORT,
+                               "sipp_socket_buffer": SIPP_SOCKET_BUFFER,
                                "workers": options.workers, "subscribers": SUBSCRIBERS, "servers": {}}
-    try:
-        for name in serverNames:
-            server: Server = VoipgwServer(work, importFile, options.workers) if name == "voipgw" else KamailioServer(work, users)
-            print(f"starting {name} on udp:{HOST}:{server.port}", flush=True)
-            server.start()
-            serverResults: dict[str, Any] = {"memory_idle": server.memory()}
-            try:
-                for scenario in scenarios:
-                    keys = {"domain": DOMAIN}
-                    inf = None
-                    if scenario == "register":
-                        inf = sippUsers
-                        # the digest uri is the Request-URI (sipp's default is
-                        # remote_ip:port, which a strict server rejects: RFC 3261 §22.4)
-                        keys["-auth_uri"] = DOMAIN
-                    elif scenario == "call":
-                        registerContact(server.port, CALLEE, CALLEE_PASSWORD, uasPort)
-                        keys["-s"] = CALLEE
-                    serverResults[scenario] = ladder(scenario, server, rates, seconds, work, keys, inf)
-                serverResults["memory_end"] = server.memory()
-            finally:
-                server.stop()
-            results["servers"][name] = serverResults
-    finally:
-        if uas.poll() is None:
-            uas.terminate()
-            try:
-                uas.wait(10)
-            except subprocess.TimeoutExpired:
-                uas.kill()
+    for name in serverNames:
+        server: Server = VoipgwServer(work, importFile, options.workers) if name == "voipgw" else KamailioServer(work, users)
+        print(f"starting {name} on udp:{HOST}:{server.port}", flush=True)
+        server.start()
+        serverResults: dict[str, Any] = {"memory_idle": server.memory()}
+        # each server gets its own UAS: nothing left by one server's last rungs reaches the next
+        uas: Optional[Uas] = None
+        try:
+            for scenario in scenarios:
+                keys = {"domain": DOMAIN}
+                inf = None
+                if scenario == "register":
+                    inf = sippUsers
+                    # the digest uri is the Request-URI (sipp's default is
+                    # remote_ip:port, which a strict server rejects: RFC 3261 §22.4)
+                    keys["-auth_uri"] = DOMAIN
+                elif scenario == "call":
+                    uas = Uas(work, name)
+                    uas.start()
+                    registerContact(server.port, CALLEE, CALLEE_PASSWORD, uas.port)
+                    keys["-s"] = CALLEE
+                serverResults[scenario] = ladder(scenario, server, rates, seconds, work, keys, inf,
+                                                 uas if scenario == "call" else None, refine, settle)
+                if uas:
+                    uas.stop()
+                    uas = None
+            serverResults["memory_end"] = server.memory()
+        finally:
+            if uas:
+                uas.stop()
+            server.stop()
+        results["servers"][name] = serverResults
 
     summary = {}
     print("\nscenario   voipgw max clean   kamailio max clean   ratio   voipgw p50/p99 at max    voipgw RSS")
