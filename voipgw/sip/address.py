@@ -221,7 +221,7 @@ class Via:
     @property
     def isRFC3261Branch(self) -> bool:
         branch = self.branch
-        return bool(branch) and branch.startswith(self.MAGIC_COOKIE)  # type: ignore[union-attr]
+        return branch is not None and branch.startswith(self.MAGIC_COOKIE)
 
 
 def _splitViaProtocol(text: str) -> tuple[str, str]:

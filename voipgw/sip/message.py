@@ -263,7 +263,8 @@ class Message:
         lines.append("")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
-    __bytes__ = toBytes
+    def __bytes__(self) -> bytes:
+        return self.toBytes()
 
     def validate(self) -> None:
         """
@@ -599,15 +600,15 @@ def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPPar
                 headers[lastIndex] = (name, value)
             continue
         colon = line.find(":")
-        name = _headerName(line[:colon]) if colon > 0 else None  # type: ignore[assignment]
-        if name is None:
+        headerName = _headerName(line[:colon]) if colon > 0 else None
+        if headerName is None:
             fault = fault or SIPParseError(
                 "malformed header line" if colon <= 0 else f"bad header name {line[:min(colon, 40)]!r}"
             )
             lastIndex = -1
             continue
         lastIndex = len(headers)
-        headers.append((name, line[colon + 1:].strip(" \t")))
+        headers.append((headerName, line[colon + 1:].strip(" \t")))
         if lastIndex >= maxHeaders:
             raise MessageTooLarge(f"more than {maxHeaders} headers")
     return message, fault

@@ -136,9 +136,8 @@ def splitHostPort(text: str) -> tuple[str, Optional[int]]:
             raise SIPParseError(f"bad host and port {text[:60]!r}")
         portText = rest[1:] if rest else None
     else:
-        host, colon, portText = text.partition(":")  # type: ignore[assignment]
-        if not colon:
-            portText = None
+        host, colon, afterColon = text.partition(":")
+        portText = afterColon if colon else None
     validateHost(host)
     port: Optional[int] = None
     if portText is not None:

@@ -70,9 +70,7 @@ class SentMessage:
 
     def parsed(self) -> Message:
         """The message as a peer would read it: a fresh parse of L{data}."""
-        message = parseMessage(self.data, datagram=True)
-        message.validate()
-        return message
+        return parseMessage(self.data, datagram=True)  # parsing validates
 
 
 class FakeTransportService:
@@ -160,8 +158,7 @@ class FakeTransportService:
         request with C{received}/C{rport} as the real transport does, and
         deliver the message to C{receiver}.  Returns the message.
         """
-        message = parseMessage(data, datagram=not source.reliable)
-        message.validate()
+        message = parseMessage(data, datagram=not source.reliable)  # parsing validates
         if isinstance(message, Request):
             TransportService._markReceived(message, source)
         if self.receiver is not None:

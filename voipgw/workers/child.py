@@ -186,6 +186,15 @@ def main(argv: list[str]) -> int:
     watchParent(reactor)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()))
     reactor.addSystemEventTrigger("before", "shutdown", stop)
+    profileTo = os.environ.get("VOIPGW_WORKER_PROFILE")
+    if profileTo:
+        # developer aid (bench/): cProfile the whole worker, stats written at exit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(reactor.run)
+        profiler.dump_stats(f"{profileTo}.{index}")
+        return 0
     reactor.run()
     return 0
 
