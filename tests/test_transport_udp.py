@@ -185,6 +185,57 @@ class UDPTransportTests(unittest.TestCase):
         self.assertEqual(source.host, "::1")
 
 
+def _rmemMax() -> int:
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            return int(f.read())
+    except OSError:
+        return 0
+
+
+def _receiveBuffer(service: TransportService) -> int:
+    listener = service.listenerFor("udp")
+    assert listener is not None
+    return int(listener.portObject.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+
+
+class ReceiveBufferTests(unittest.TestCase):
+    """[transport] udp_receive_buffer: SO_RCVBUF of UDP listeners, shared (SO_REUSEPORT) or not."""
+
+    def setUp(self) -> None:
+        self.rmemMax = _rmemMax()
+        if self.rmemMax < 1 << 20:
+            raise unittest.SkipTest("net.core.rmem_max below 1 MiB: the kernel would cap the buffer")
+
+    def start(self, settings: TransportSettings) -> TransportService:
+        service = TransportService(reactor, [parseListen("udp:127.0.0.1:0")], settings)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    def test_defaultAsksForFourMiB(self) -> None:
+        service = self.start(TransportSettings())
+        self.assertEqual(_receiveBuffer(service), min(4 << 20, self.rmemMax))
+
+    def test_sharedListenerToo(self) -> None:
+        service = self.start(TransportSettings(reusePort=True, udpReceiveBuffer=1 << 20))
+        self.assertEqual(_receiveBuffer(service), 1 << 20)
+
+    def test_zeroKeepsSystemDefault(self) -> None:
+        default = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(default.close)
+        expected = default.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        service = self.start(TransportSettings(udpReceiveBuffer=0))
+        self.assertEqual(_receiveBuffer(service), expected)
+
+    def test_configKey(self) -> None:
+        from voipgw.config import parseConfig
+
+        config = parseConfig({"transport": {"udp_receive_buffer": "1048576"}})
+        self.assertEqual(config.transport.udpReceiveBuffer, 1 << 20)
+        self.assertEqual(parseConfig({}).transport.udpReceiveBuffer, 4 << 20)
+
+
 class AdvertiseTests(unittest.TestCase):
     def test_wildcardListenerAdvertises(self) -> None:
         """A 0.0.0.0 listener is known by its advertised address: Via, isLocal."""

@@ -166,6 +166,7 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
         connectTimeout=transport.getFloat("connect_timeout", 5.0, 0.1, 120.0),
         tls=tls,
         advertise=config.advertise,
+        udpReceiveBuffer=transport.getInt("udp_receive_buffer", 4 << 20, 0, 1 << 30),
     )
     if any(a.transport == "tls" for a in config.listen) and not (tls.certificate and tls.privateKey):
         raise ConfigError("[transport] a tls: listener needs tls_certificate and tls_private_key")

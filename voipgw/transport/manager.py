@@ -57,6 +57,11 @@ class TransportSettings:
     #: back to this process.  Responses to received requests still leave
     #: through the socket the request arrived on.
     privateListen: list[Address] = field(default_factory=list)
+    #: SO_RCVBUF asked for on UDP listeners (bytes; 0 keeps the system
+    #: default).  A large buffer absorbs bursts (a registration storm, a
+    #: GC pause) that would otherwise be dropped by the kernel and come
+    #: back as retransmissions; Linux caps it at net.core.rmem_max.
+    udpReceiveBuffer: int = 4 << 20
 
 
 @implementer(ISIPTransport)
@@ -181,16 +186,36 @@ class TransportService(Service):
         if reusePort is None:
             reusePort = self.settings.reusePort
         if not reusePort or not hasattr(socket, "SO_REUSEPORT"):
-            return self.reactor.listenUDP(portNumber, protocol, interface=host, maxPacketSize=65535)
+            port = self.reactor.listenUDP(portNumber, protocol, interface=host, maxPacketSize=65535)
+            self._setReceiveBuffer(port.socket)
+            return port
         family = socket.AF_INET6 if _isIPv6(host) else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._setReceiveBuffer(sock)
         sock.setblocking(False)
         sock.bind((host, portNumber))
         try:
             return self.reactor.adoptDatagramPort(sock.fileno(), family, protocol, maxPacketSize=65535)
         finally:
             sock.close()
+
+    def _setReceiveBuffer(self, sock: Any) -> None:
+        wanted = self.settings.udpReceiveBuffer
+        if wanted <= 0 or sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        except OSError as e:
+            self.log.warn("cannot set the UDP receive buffer to {wanted} bytes: {error}", wanted=wanted, error=str(e))
+            return
+        # Linux reports twice the granted size (it counts its bookkeeping)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        if granted < wanted:
+            self.log.info(
+                "UDP receive buffer {granted} bytes (asked {wanted}; raise net.core.rmem_max for more)",
+                granted=granted, wanted=wanted,
+            )
 
     def _closeListeners(self) -> list:
         results = []
