@@ -175,16 +175,48 @@ class Server:
         self.proc = None
 
 
+def buildVoipgw(work: str, pure: bool) -> tuple[Optional[str], str]:
+    """
+    Install the checkout as a carrier would (C{pip install .}, which compiles
+    the SIP message layer with mypyc) into a private directory: returns that
+    directory (for PYTHONPATH) and the build kind, C{"mypyc"} or
+    C{"pure-python"}.  With C{pure}, the node runs from the checkout itself.
+    """
+    if pure:
+        return None, "pure-python"
+    target = os.path.join(work, "voipgw-build")
+    print("  building voipgw (pip install --target, mypyc) ...", flush=True)
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+            "--root-user-action=ignore", "--target", target]
+    try:
+        # the build tools are already here (mypy is a test dependency): no download
+        import mypy  # noqa: F401
+        import mypy_zope  # noqa: F401
+        import wheel  # noqa: F401
+
+        argv.append("--no-build-isolation")
+    except ImportError:
+        pass
+    started = time.monotonic()
+    subprocess.run(argv + [ROOT], check=True, stdout=subprocess.DEVNULL)
+    compiled = any(name.startswith("message.") and name.endswith(".so")
+                   for name in os.listdir(os.path.join(target, "voipgw", "sip")))
+    kind = "mypyc" if compiled else "pure-python"
+    print(f"  built in {time.monotonic() - started:.0f} s: {kind}", flush=True)
+    return target, kind
+
+
 class VoipgwServer(Server):
     name = "voipgw"
 
-    def __init__(self, work: str, importFile: str, workers: int) -> None:
+    def __init__(self, work: str, importFile: str, workers: int, pure: bool = False) -> None:
         self.work = os.path.join(work, "voipgw")
         os.makedirs(self.work, exist_ok=True)
         self.importFile = importFile
         self.workers = workers
         self.port = freeUDPPort()
         self.workerPids: list[int] = []
+        self.pythonPath, self.build = buildVoipgw(self.work, pure)
 
     def start(self) -> None:
         data = os.path.join(self.work, "data")
@@ -210,10 +242,14 @@ class VoipgwServer(Server):
                 f"[routing]\ntrusted = 127.0.0.0/8\n"
             )
         log = open(os.path.join(self.work, "pool.log"), "a")
+        env = dict(os.environ)
+        if self.pythonPath is not None:
+            # the built copy, not the checkout: run outside ROOT
+            env["PYTHONPATH"] = self.pythonPath
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voipgw.workers", "--config", ini, "--workers", str(self.workers),
              "--run-dir", os.path.join(self.work, "run"), "--log-level", "warn"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+            cwd=ROOT if self.pythonPath is None else self.work, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )
         deadline = time.monotonic() + 60
         assert self.proc.stdout is not None
@@ -650,6 +686,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="bisection rungs between the last clean and the first unclean rung (default 2, quick 1)")
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds of rest after an unclean rung (default 5, quick 3)")
+    parser.add_argument("--pure-python", action="store_true",
+                        help="run voipgw from the checkout as pure Python (default: pip-built, mypyc-compiled)")
     parser.add_argument("--sipp-transport", default="un", choices=["un", "u1"],
                         help="sipp UDP mode: un = one socket per call (many devices, the default), "
                              "u1 = one socket for all (a single trunk peer)")
@@ -676,10 +714,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                                "sipp_socket_buffer": SIPP_SOCKET_BUFFER,
                                "workers": options.workers, "subscribers": SUBSCRIBERS, "servers": {}}
     for name in serverNames:
-        server: Server = VoipgwServer(work, importFile, options.workers) if name == "voipgw" else KamailioServer(work, users)
+        server: Server = (VoipgwServer(work, importFile, options.workers, options.pure_python)
+                          if name == "voipgw" else KamailioServer(work, users))
         print(f"starting {name} on udp:{HOST}:{server.port}", flush=True)
         server.start()
         serverResults: dict[str, Any] = {"memory_idle": server.memory()}
+        if isinstance(server, VoipgwServer):
+            serverResults["build"] = server.build
         # each server gets its own UAS: nothing left by one server's last rungs reaches the next
         uas: Optional[Uas] = None
         try:

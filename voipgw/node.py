@@ -88,6 +88,12 @@ class VoipNode(AsyncMultiService):
         self.location: Any = None
         self.authenticator: Any = None
 
+    def startService(self) -> defer.Deferred:  # type: ignore[override]
+        from voipgw.build import buildKind
+
+        self.log.info("voipgw node starting ({build} build of the SIP message layer)", build=buildKind())
+        return super().startService()
+
     def namespace(self) -> dict[str, Any]:
         """What the manhole shows: the node, its named services, counters."""
         namespace: dict[str, Any] = {

@@ -178,8 +178,11 @@ class WorkerPool(Service):
             [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
             + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
+        # -P: the current directory does not go first on sys.path, so a
+        # worker imports the same voipgw as this process (the installed,
+        # compiled one when twistd runs inside a source checkout)
         self.transports[index] = self.reactor.spawnProcess(
-            worker, self.python, [self.python, "-m", "voipgw.workers.child", self.specPath, str(index)],
+            worker, self.python, [self.python, "-P", "-m", "voipgw.workers.child", self.specPath, str(index)],
             env=env, childFDs={0: "w", 1: "r", 2: "r"},
         )
         self.workers[index] = worker

@@ -1,0 +1,40 @@
+"""Which build runs: the mypyc-compiled SIP layer where it was built, the sources in a checkout."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from voipgw.build import COMPILED_MODULES, buildKind, compiledModules
+
+
+class BuildKindTests(unittest.TestCase):
+    def test_expectedBuild(self) -> None:
+        """
+        With C{VOIPGW_EXPECT_COMPILED=1} (.ci/run's second pass, against
+        the pip-installed package) every listed module is the compiled
+        extension; otherwise (the checkout) every one is its Python source,
+        so no stale in-place build hides an edit.
+        """
+        expectCompiled = os.environ.get("VOIPGW_EXPECT_COMPILED", "") not in ("", "0")
+        modules = compiledModules()
+        self.assertEqual(sorted(modules), sorted(COMPILED_MODULES))
+        self.assertEqual({name: expectCompiled for name in COMPILED_MODULES}, modules)
+        self.assertEqual(buildKind(), "mypyc" if expectCompiled else "pure-python")
+
+    def test_setupCompilesTheListedModules(self) -> None:
+        """setup.py reads the list from voipgw/build.py: one list, not two."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        setupPath = os.path.join(root, "setup.py")
+        if not os.path.exists(setupPath):
+            raise unittest.SkipTest("no checkout beside the tests (the installed-build pass)")
+        source = open(setupPath, encoding="utf-8").read()
+        namespace: dict = {"__file__": setupPath, "__name__": "setup_under_test"}
+        # only the helper, not setup() itself
+        helper = source[source.index("def compiledSources"):source.index("def compiledExtensions")]
+        exec(compile("import ast, os\n" + helper, setupPath, "exec"), namespace)
+        self.assertEqual(
+            namespace["compiledSources"](),
+            [name.replace(".", "/") + ".py" for name in COMPILED_MODULES],
+        )
