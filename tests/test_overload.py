@@ -94,6 +94,30 @@ class OverloadGuardTests(unittest.TestCase):
         self.lag.idle(guard.interval, 1)
         self.assertFalse(guard.overloaded)
 
+    def test_receiveQueueDelay(self) -> None:
+        """Requests waiting in the receive queue trip the guard while the reactor is on time."""
+        waited = [0.0]
+        guard = OverloadGuard(self.clock, queueDelay=lambda: waited[0], highQueueDelay=0.25, lowQueueDelay=0.05,
+                              smoothing=0.3)
+        guard.start()
+        self.addCleanup(guard.stop)
+        waited[0] = 0.2
+        self.lag.idle(guard.interval, 50)
+        self.assertFalse(guard.overloaded)  # below the high mark, however long
+        waited[0] = 0.8
+        self.lag.idle(guard.interval, 3)
+        self.assertTrue(guard.overloaded)
+        self.assertAlmostEqual(guard.lag, 0.0, places=6)
+        self.assertFalse(guard.admit(request("REGISTER")))
+        waited[0] = 0.06  # draining, not yet below the low mark
+        self.lag.idle(guard.interval, 50)
+        self.assertTrue(guard.overloaded)
+        waited[0] = 0.0
+        self.lag.idle(guard.interval, 20)
+        self.assertFalse(guard.overloaded)
+        self.assertEqual(guard.episodes, 1)
+        self.assertIn("queue_delay", guard.stats())
+
     def test_stopCancelsProbe(self) -> None:
         self.guard.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -117,6 +141,11 @@ class OverloadGuardTests(unittest.TestCase):
         self.assertEqual((guard.highLag, guard.retryAfter), (0.2, 7))
         self.assertIsNone(overloadGuardFromSection({"enabled": "no"}, self.clock))
         self.assertRaises(ConfigError, overloadGuardFromSection, {"high_lag": "0.1", "low_lag": "0.1"}, self.clock)
+        guard = overloadGuardFromSection({"high_queue_delay": "0.4"}, self.clock, queueDelay=lambda: 0.0)
+        assert guard is not None
+        self.assertEqual((guard.highQueueDelay, guard.lowQueueDelay), (0.4, 0.05))
+        self.assertRaises(ConfigError, overloadGuardFromSection,
+                          {"high_queue_delay": "0.1", "low_queue_delay": "0.2"}, self.clock)
 
 
 class Transaction:

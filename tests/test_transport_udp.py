@@ -199,6 +199,39 @@ def _receiveBuffer(service: TransportService) -> int:
     return int(listener.portObject.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
 
 
+class ReceiveQueueDelayTests(unittest.TestCase):
+    """A UDP listener reports how long datagrams waited in the kernel before it read them."""
+
+    async def test_delayMeasured(self) -> None:
+        recorder = Recorder()
+        service = TransportService(reactor, [parseListen("udp:127.0.0.1:0")], TransportSettings())
+        service.receiver = recorder  # type: ignore[assignment]
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = service.listenerFor("udp")
+        assert listener is not None
+        self.assertEqual(service.currentReceiveQueueDelay(), 0.0)
+        listener.portObject.stopReading()  # the node is busy: datagrams queue in the kernel
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        sender.bind(("127.0.0.1", 0))
+        via = b"127.0.0.1:%d" % sender.getsockname()[1]
+        for n in range(3):
+            sender.sendto(OPTIONS % (via, b"q%d" % n), ("127.0.0.1", listener.port))
+        await deferLater(reactor, 0.3, lambda: None)
+        listener.portObject.startReading()
+        await recorder.arrived
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(len(recorder.messages), 3)  # the whole batch delivered
+        self.assertGreaterEqual(service.currentReceiveQueueDelay(), 0.25)
+        self.assertLess(service.currentReceiveQueueDelay(), 5.0)
+        # a datagram read at once waited (almost) nothing
+        sender.sendto(OPTIONS % (via, b"q9"), ("127.0.0.1", listener.port))
+        await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(recorder.messages), 4)
+        self.assertLess(service.currentReceiveQueueDelay(), 0.05)
+
+
 class ReceiveBufferTests(unittest.TestCase):
     """[transport] udp_receive_buffer: SO_RCVBUF of UDP listeners, shared (SO_REUSEPORT) or not."""
 

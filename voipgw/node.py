@@ -177,15 +177,17 @@ def validateConfig(config: NodeConfig) -> None:
 
 def addOverloadGuard(config: NodeConfig, node: VoipNode) -> None:
     """
-    The C{[overload]} guard (on by default): while the reactor lags or too
-    many transactions are alive, new requests get 503 + Retry-After instead
+    The C{[overload]} guard (on by default): while the reactor lags, UDP
+    requests wait too long in the receive queue or too many transactions
+    are alive, new requests get 503 + Retry-After instead
     of piling up retransmissions (L{voipgw.overload}).
     """
     from voipgw.overload import OverloadService, overloadGuardFromSection
 
     transactions = node.transactions
     guard = overloadGuardFromSection(
-        config.section("overload"), node.clock, lambda: len(transactions.server) + len(transactions.client)
+        config.section("overload"), node.clock, lambda: len(transactions.server) + len(transactions.client),
+        queueDelay=node.transports.currentReceiveQueueDelay,
     )
     if guard is not None:
         node.dispatcher.overload = guard

@@ -7,10 +7,13 @@ Over UDP a late response is worse than none: the client retransmits after
 T1 (500 ms), the retransmissions are more load, and the node spends its
 time answering requests whose senders gave up.  L{OverloadGuard} measures
 how late the reactor runs its timers (the reactor lag: a tick scheduled
-every C{interval} seconds on the injected clock, its delay smoothed) and,
-optionally, a gauge such as the number of live transactions.  Above the
-high mark it declares overload; below the low mark (hysteresis) it
-recovers by itself.
+every C{interval} seconds on the injected clock, its delay smoothed), how
+long UDP datagrams wait in the kernel's receive queue before they are read
+(smoothed the same way; with a large receive buffer this is where
+sustained overload shows: the reactor keeps its timers on time while the
+queue holds seconds of requests) and, optionally, a gauge such as the
+number of live transactions.  Above any high mark it declares overload;
+below all low marks (hysteresis) it recovers by itself.
 
 While overloaded, L{OverloadGuard.admit} refuses requests that start new
 work -- out-of-dialog INVITE, REGISTER, SUBSCRIBE, MESSAGE, OPTIONS,
@@ -38,6 +41,12 @@ class OverloadGuard:
     @param interval: seconds between lag probes.
     @param highLag: smoothed lag (seconds) above which the node is overloaded.
     @param lowLag: smoothed lag below which it recovers (must be < C{highLag}).
+    @param queueDelay: optional C{callable() -> seconds}: how long the last
+        datagram read had waited in its receive queue.
+    @param highQueueDelay: smoothed queue wait above which the node is
+        overloaded (below T1, 500 ms: answers must leave before the
+        client retransmits).
+    @param lowQueueDelay: smoothed queue wait below which it may recover.
     @param gauge: optional C{callable() -> number} (e.g. live transactions).
     @param highGauge: gauge value above which the node is overloaded.
     @param lowGauge: gauge value below which it may recover.
@@ -60,9 +69,14 @@ class OverloadGuard:
         lowGauge: float = float("inf"),
         retryAfter: int = 2,
         smoothing: float = 0.1,
+        queueDelay: Optional[Callable[[], float]] = None,
+        highQueueDelay: float = 0.25,
+        lowQueueDelay: float = 0.05,
     ) -> None:
         if not 0 <= lowLag < highLag:
             raise ValueError("need 0 <= lowLag < highLag")
+        if not 0 <= lowQueueDelay < highQueueDelay:
+            raise ValueError("need 0 <= lowQueueDelay < highQueueDelay")
         if lowGauge > highGauge:
             raise ValueError("need lowGauge <= highGauge")
         self.clock = clock
@@ -74,6 +88,11 @@ class OverloadGuard:
         self.lowGauge = lowGauge
         self.retryAfter = retryAfter
         self.smoothing = smoothing
+        self.queueDelaySource = queueDelay
+        self.highQueueDelay = highQueueDelay
+        self.lowQueueDelay = lowQueueDelay
+        #: The smoothed receive-queue wait (seconds).
+        self.queueDelay = 0.0
         self.lag = 0.0
         self.overloaded = False
         self.shed = 0
@@ -103,21 +122,30 @@ class OverloadGuard:
     def _tick(self) -> None:
         late = max(0.0, self.clock.seconds() - self._expected)
         self.lag = self.smoothing * late + (1.0 - self.smoothing) * self.lag
+        if self.queueDelaySource is not None:
+            waited = max(0.0, self.queueDelaySource())
+            self.queueDelay = self.smoothing * waited + (1.0 - self.smoothing) * self.queueDelay
         self._update()
         self._schedule()
 
     def _update(self) -> None:
         value = self.gauge() if self.gauge is not None else 0.0
         if not self.overloaded:
-            if self.lag > self.highLag or value > self.highGauge:
+            if self.lag > self.highLag or self.queueDelay > self.highQueueDelay or value > self.highGauge:
                 self.overloaded = True
                 self.episodes += 1
-                self.log.warn("overloaded (reactor lag {lag:.3f}s, gauge {value}): answering new requests 503",
-                              lag=self.lag, value=value)
-        elif self.lag < self.lowLag and value <= self.lowGauge:
+                self.log.warn(
+                    "overloaded (reactor lag {lag:.3f}s, receive queue wait {queueDelay:.3f}s, gauge {value}): "
+                    "answering new requests 503",
+                    lag=self.lag, queueDelay=self.queueDelay, value=value,
+                )
+        elif self.lag < self.lowLag and self.queueDelay < self.lowQueueDelay and value <= self.lowGauge:
             self.overloaded = False
-            self.log.warn("overload over (reactor lag {lag:.3f}s); {shed} requests shed so far",
-                          lag=self.lag, shed=self.shed)
+            self.log.warn(
+                "overload over (reactor lag {lag:.3f}s, receive queue wait {queueDelay:.3f}s); "
+                "{shed} requests shed so far",
+                lag=self.lag, queueDelay=self.queueDelay, shed=self.shed,
+            )
 
     # -- admission ---------------------------------------------------------------
 
@@ -134,14 +162,19 @@ class OverloadGuard:
         return False
 
     def stats(self) -> dict[str, Any]:
-        return {"overloaded": self.overloaded, "lag": round(self.lag, 4), "shed": self.shed, "episodes": self.episodes}
+        return {"overloaded": self.overloaded, "lag": round(self.lag, 4), "queue_delay": round(self.queueDelay, 4),
+                "shed": self.shed, "episodes": self.episodes}
 
 
-def overloadGuardFromSection(values: dict[str, str], clock: Any, gauge: Optional[Callable[[], float]] = None) -> Optional[OverloadGuard]:
+def overloadGuardFromSection(
+    values: dict[str, str], clock: Any, gauge: Optional[Callable[[], float]] = None,
+    queueDelay: Optional[Callable[[], float]] = None,
+) -> Optional[OverloadGuard]:
     """
     An L{OverloadGuard} from the C{[overload]} section (C{enabled}, default
-    yes; C{high_lag}, C{low_lag} in seconds; C{max_transactions} with the
-    C{gauge}; C{retry_after}), or None when disabled.  Raises C{ConfigError}.
+    yes; C{high_lag}, C{low_lag}, C{high_queue_delay}, C{low_queue_delay} in
+    seconds; C{max_transactions} with the C{gauge}; C{retry_after}), or
+    None when disabled.  Raises C{ConfigError}.
     """
     from voipgw.config import Section
     from voipgw.errors import ConfigError
@@ -153,6 +186,10 @@ def overloadGuardFromSection(values: dict[str, str], clock: Any, gauge: Optional
     low = section.getFloat("low_lag", min(0.03, high / 2), 0.0, 10.0)
     if low >= high:
         raise ConfigError("[overload] low_lag must be below high_lag")
+    highQueue = section.getFloat("high_queue_delay", 0.25, 0.001, 10.0)
+    lowQueue = section.getFloat("low_queue_delay", min(0.05, highQueue / 2), 0.0, 10.0)
+    if lowQueue >= highQueue:
+        raise ConfigError("[overload] low_queue_delay must be below high_queue_delay")
     maxTransactions = section.getInt("max_transactions", 0, 0, 10_000_000)
     return OverloadGuard(
         clock, highLag=high, lowLag=low,
@@ -160,6 +197,7 @@ def overloadGuardFromSection(values: dict[str, str], clock: Any, gauge: Optional
         highGauge=float(maxTransactions) if maxTransactions else float("inf"),
         lowGauge=float(maxTransactions) * 0.8 if maxTransactions else float("inf"),
         retryAfter=section.getInt("retry_after", 2, 0, 3600),
+        queueDelay=queueDelay, highQueueDelay=highQueue, lowQueueDelay=lowQueue,
     )
 
 

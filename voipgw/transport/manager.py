@@ -24,7 +24,7 @@ from voipgw.stats import Counters
 from voipgw.transport.address import Address
 from voipgw.transport.stream import SIPStreamFactory, SIPStreamProtocol
 from voipgw.transport.tls import TLSSettings
-from voipgw.transport.udp import SIPDatagramProtocol
+from voipgw.transport.udp import SIPDatagramProtocol, openDatagramPort
 
 
 #: Counter names of the common methods and status classes, built once so
@@ -130,6 +130,10 @@ class TransportService(Service):
         #: The subset of L{listeners} bound from C{settings.privateListen}.
         self.privateListeners: list[Listener] = []
         self.connections: dict[tuple[str, str, int], SIPStreamProtocol] = {}
+        #: How long the last measured UDP datagram waited in the kernel
+        #: before this process read it (L{SIPDatagramPort}).
+        self.receiveQueueDelay = 0.0
+        self._receiveQueueDelayAt = float("-inf")
         self._faults = RateLimitedLog(self.log, self.clock)
         self.counters.addGauge("connections.open", lambda: len(self.connections))
 
@@ -185,37 +189,29 @@ class TransportService(Service):
     def _listenUDP(self, portNumber: int, protocol: SIPDatagramProtocol, host: str, reusePort: Optional[bool] = None) -> Any:
         if reusePort is None:
             reusePort = self.settings.reusePort
-        if not reusePort or not hasattr(socket, "SO_REUSEPORT"):
-            port = self.reactor.listenUDP(portNumber, protocol, interface=host, maxPacketSize=65535)
-            self._setReceiveBuffer(port.socket)
-            return port
         family = socket.AF_INET6 if _isIPv6(host) else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self._setReceiveBuffer(sock)
-        sock.setblocking(False)
-        sock.bind((host, portNumber))
-        try:
-            return self.reactor.adoptDatagramPort(sock.fileno(), family, protocol, maxPacketSize=65535)
-        finally:
-            sock.close()
-
-    def _setReceiveBuffer(self, sock: Any) -> None:
         wanted = self.settings.udpReceiveBuffer
-        if wanted <= 0 or sock is None:
-            return
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-        except OSError as e:
-            self.log.warn("cannot set the UDP receive buffer to {wanted} bytes: {error}", wanted=wanted, error=str(e))
-            return
-        # Linux reports twice the granted size (it counts its bookkeeping)
-        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-        if granted < wanted:
+        port, granted = openDatagramPort(self.reactor, protocol, host, portNumber, family, reusePort, wanted)
+        if 0 < granted < wanted:
             self.log.info(
                 "UDP receive buffer {granted} bytes (asked {wanted}; raise net.core.rmem_max for more)",
                 granted=granted, wanted=wanted,
             )
+        return port
+
+    def noteReceiveQueueDelay(self, seconds: float) -> None:
+        """A UDP listener read a datagram that had waited C{seconds} in the kernel."""
+        self.receiveQueueDelay = max(0.0, seconds)
+        self._receiveQueueDelayAt = self.clock.seconds()
+
+    def currentReceiveQueueDelay(self) -> float:
+        """
+        The last measured wait in a UDP receive queue (seconds), or 0 when
+        nothing was read for a second (an idle node has no queue).
+        """
+        if self.clock.seconds() - self._receiveQueueDelayAt > 1.0:
+            return 0.0
+        return self.receiveQueueDelay
 
     def _closeListeners(self) -> list:
         results = []

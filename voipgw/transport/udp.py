@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 
 from voipgw.transport.address import Address
 
 if TYPE_CHECKING:
     from voipgw.transport.manager import TransportService
+
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -30,3 +38,70 @@ class SIPDatagramProtocol(DatagramProtocol):
     def sendBytes(self, data: bytes, destination: Address) -> None:
         assert self.transport is not None
         self.transport.write(data, (destination.bareHost, destination.port))
+
+
+class SIPDatagramPort(udp.Port):
+    """
+    A UDP port that measures how long datagrams wait in the kernel's
+    receive queue: the first datagram of every read batch (the oldest
+    waiting) is read with its kernel arrival time (SO_TIMESTAMPNS), and the
+    wait goes to C{protocol.service.receiveQueueDelay}.  A big receive
+    buffer absorbs bursts, but under sustained overload it turns into
+    seconds of queueing that no reactor-lag probe sees; the overload guard
+    reads this instead (L{voipgw.overload}).
+    """
+
+    def doRead(self) -> None:
+        try:
+            data, ancillary, _flags, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
+        except OSError as se:
+            if se.args[0] in udp._sockErrReadIgnore or se.args[0] in udp._sockErrReadRefuse:
+                return
+            raise
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                self.protocol.service.noteReceiveQueueDelay(time.time() - seconds - nanoseconds * 1e-9)
+        if self.addressFamily == socket.AF_INET6:
+            addr = addr[:2]
+        try:
+            self.protocol.datagramReceived(data, addr)
+        except BaseException:
+            from twisted.python import log
+
+            log.err()
+        # the rest of the batch, as Twisted reads it
+        super().doRead()
+
+
+def openDatagramPort(
+    reactor: Any, protocol: SIPDatagramProtocol, host: str, port: int, family: int,
+    reusePort: bool, receiveBuffer: int,
+) -> tuple[SIPDatagramPort, int]:
+    """
+    Bind a UDP socket (with SO_REUSEPORT when asked, so worker processes
+    share it), ask for C{receiveBuffer} bytes of receive buffer (0: the
+    system default) and start reading it.  Returns the port and the
+    receive buffer the kernel granted.
+    """
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reusePort and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if receiveBuffer > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # no kernel timestamps: the queue delay stays unmeasured
+        sock.setblocking(False)
+        sock.bind((host, port))
+        # Linux reports twice the granted size (it counts its bookkeeping)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        datagramPort = SIPDatagramPort._fromListeningDescriptor(
+            reactor, sock.fileno(), family, protocol, maxPacketSize=65535
+        )
+        datagramPort.startListening()
+        return datagramPort, granted
+    finally:
+        sock.close()  # the port holds its own duplicate of the descriptor
