@@ -185,6 +185,22 @@ class RegistrationTests(RegistrarTestCase):
                                                                     self.clock.seconds() + 3600))
         self.assertEqual((b.received, b.userAgent), ("udp:198.51.100.7:5062", "voipgw-test/1"))
 
+    async def test_challengeIsStateless(self) -> None:
+        """
+        The 401 keeps no transaction (RFC 3261 §8.2.7), the 200 does (timer
+        J absorbs its retransmissions); a retransmitted first REGISTER is
+        challenged afresh.
+        """
+        first = await self.deliver(registerBytes(cseq=1))
+        self.assertEqual(first.code, 401)
+        self.assertEqual(self.layer.server, {})
+        again = await self.deliver(registerBytes(cseq=1))
+        self.assertEqual(again.code, 401)
+        self.assertNotEqual(challenges(again)[0].params["nonce"], challenges(first)[0].params["nonce"])
+        ok = await self.deliver(registerBytes(cseq=2, authorization=credentials(challenges(again)[0])))
+        self.assertEqual(ok.code, 200, ok.reason)
+        self.assertEqual(len(self.layer.server), 1)
+
     async def test_wrongPassword(self) -> None:
         """A wrong password gets a fresh challenge and never a binding."""
         first = await self.deliver(registerBytes(cseq=1))

@@ -315,6 +315,31 @@ class NonInviteServerTests(ServerTestCase):
         t.respond(200)
         self.assertEqual(t.state, Transaction.COMPLETED)
 
+    def test_statelessFinal(self) -> None:
+        """
+        respondStatelessly (RFC 3261 §8.2.7): the response goes out, no
+        state or timer is kept, and a retransmission reaches the TU afresh.
+        """
+        t = self.newTransaction(request("REGISTER", uri="sip:example.com"))
+        t.respondStatelessly(t.createResponse(401))
+        self.assertEqual([s.message.code for s in self.h.sent()], [401])
+        self.assertEqual(t.state, Transaction.TERMINATED)
+        self.assertGone()
+        self.h.advanceTo(0.5)
+        self.h.receive(request("REGISTER", uri="sip:example.com"))
+        self.assertEqual(len(self.user.requests), 2)
+        self.assertIsNot(self.user.requests[1][1], t)
+        self.assertRaises(ValueError, self.user.requests[1][1].respondStatelessly,
+                          self.user.requests[1][1].createResponse(100))
+
+    def test_statelessAfterFinalIgnored(self) -> None:
+        t = self.newTransaction(request("OPTIONS"))
+        late = t.createResponse(500)
+        t.respond(200)
+        t.respondStatelessly(late)
+        self.assertEqual([s.message.code for s in self.h.sent()], [200])
+        self.assertEqual(t.state, Transaction.COMPLETED)
+
     def test_completedTimerJ(self) -> None:
         """Completed resends the final to retransmissions and lasts 64*T1 over UDP."""
         t = self.newTransaction(request("BYE", toTag="x1"))

@@ -396,8 +396,8 @@ class DigestAuthenticator:
         return AuthResult(True, subscriber, None, "ok")
 
     def _uriMatches(self, request: Request, uri: str) -> bool:
-        if uri == request.uri:
-            return True
+        if uri == request.receivedURIText:
+            return True  # the usual case: the client copied the Request-URI
         try:
             return URI.parse(uri).equivalent(request.requestURI)
         except SIPParseError:

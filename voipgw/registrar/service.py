@@ -202,6 +202,12 @@ class Registrar(Service):
             self._count("ok")
         else:
             self._count(f"auth.{response.code}")
+            if response.code == 401 and transaction.state == transaction.TRYING:
+                # the challenge keeps no state, as RFC 3261 §8.2.7 suggests:
+                # half of every registration is a challenge, and a
+                # completed transaction would hold it for timer J (32 s)
+                transaction.respondStatelessly(response)
+                return
         transaction.respond(response)
 
     # -- hooks -------------------------------------------------------------------

@@ -328,6 +328,11 @@ class Request(Message):
         self.uri = value
         self._uriText = None
 
+    @property
+    def receivedURIText(self) -> Optional[str]:
+        """The Request-URI as written in the parsed message; C{None} once replaced."""
+        return self._uriText
+
     def startLine(self) -> str:
         uriText = str(self.uri) if self.uri is not None else self._uriText
         return f"{self.method} {uriText} {SIP_VERSION}"

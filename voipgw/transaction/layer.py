@@ -8,7 +8,6 @@ user (the dispatcher), and runs client transactions for outgoing requests.
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any, Hashable, Optional
 
 from twisted.application.service import Service
@@ -16,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from voipgw.interfaces import IMessageReceiver
+from voipgw.randomness import POOL
 from voipgw.sip.address import Via
 from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Message, Request, Response
@@ -75,11 +75,11 @@ class TransactionLayer(Service):
 
     @staticmethod
     def newBranch() -> str:
-        return "z9hG4bK" + os.urandom(10).hex()
+        return "z9hG4bK" + POOL.hex(10)
 
     @staticmethod
     def newTag() -> str:
-        return os.urandom(6).hex()
+        return POOL.hex(6)
 
     # -- receiving ---------------------------------------------------------
 

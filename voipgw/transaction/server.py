@@ -89,6 +89,23 @@ class ServerTransaction(Transaction):
         self._sendResponse(response)
         return response
 
+    def respondStatelessly(self, response: Response) -> None:
+        """
+        Send a final response and keep no state (RFC 3261 §8.2.7: a UAS may
+        answer statelessly, most commonly with the challenge to an
+        unauthenticated request): no Completed state, no timer, the
+        transaction is forgotten at once, and a retransmitted request is
+        answered afresh by the application.
+        """
+        if response.code < 200:
+            raise ValueError("only a final response can be sent statelessly")
+        if self.state in (self.COMPLETED, self.TERMINATED, self.CONFIRMED, self.ACCEPTED):
+            self.log.warn("ignoring {code} for answered {method} transaction", code=response.code, method=self.method)
+            return
+        self.terminate()
+        self.request = None  # type: ignore[assignment]
+        self._transmit(response)
+
     def _transmit(self, response: Response) -> None:
         self.lastResponse = response
         self._resend(response, self.source)
