@@ -232,6 +232,32 @@ class ReceiveQueueDelayTests(unittest.TestCase):
         self.assertLess(service.currentReceiveQueueDelay(), 0.05)
 
 
+class DatagramPortWriteTests(unittest.TestCase):
+    """SIPDatagramPort.write keeps Twisted's address checks, made once per host."""
+
+    async def test_checksOncePerHost(self) -> None:
+        from twisted.internet import error
+
+        service = TransportService(reactor, [parseListen("udp:127.0.0.1:0")], TransportSettings())
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = service.listenerFor("udp")
+        assert listener is not None
+        port = listener.portObject
+        peer = Peer()
+        peerPort = reactor.listenUDP(0, peer, interface="127.0.0.1")
+        self.addCleanup(peerPort.stopListening)
+        self.assertRaises(error.InvalidAddressError, port.write, b"x", ("localhost", 5060))
+        self.assertRaises(error.InvalidAddressError, port.write, b"x", ("::1", 5060))
+        self.assertNotIn("localhost", port._checkedHosts)
+        for n in range(3):
+            port.write(b"datagram %d" % n, ("127.0.0.1", peerPort.getHost().port))
+        self.assertEqual(port._checkedHosts, {"127.0.0.1"})
+        while len(peer.received) < 3:
+            await peer.next()
+        self.assertEqual(peer.received, [b"datagram 0", b"datagram 1", b"datagram 2"])
+
+
 class ReceiveBufferTests(unittest.TestCase):
     """[transport] udp_receive_buffer: SO_RCVBUF of UDP listeners, shared (SO_REUSEPORT) or not."""
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+#: Bound of the per-port set of destination hosts known to be IP addresses.
+_CHECKED_HOSTS_MAX = 65536
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -51,6 +53,11 @@ class SIPDatagramPort(udp.Port):
     reads this instead (L{voipgw.overload}).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Destination hosts Twisted has already accepted (IP addresses of this family).
+        self._checkedHosts: set[str] = set()
+
     def doRead(self) -> None:
         try:
             data, ancillary, _flags, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
@@ -72,6 +79,24 @@ class SIPDatagramPort(udp.Port):
             log.err()
         # the rest of the batch, as Twisted reads it
         super().doRead()
+
+    def write(self, datagram: bytes, addr: tuple[str, int] | None = None) -> None:
+        """
+        L{udp.Port.write}, without re-checking an address already sent to:
+        Twisted validates the host (an IP address of this socket's family,
+        never a name) on every datagram, which costs more than the send.
+        """
+        if addr is not None and addr[0] in self._checkedHosts:
+            try:
+                self.socket.sendto(datagram, addr)
+                return
+            except OSError:
+                pass  # Twisted's write handles (or raises) the error below
+        super().write(datagram, addr)
+        if addr is not None:
+            if len(self._checkedHosts) >= _CHECKED_HOSTS_MAX:
+                self._checkedHosts.clear()
+            self._checkedHosts.add(addr[0])
 
 
 def openDatagramPort(
