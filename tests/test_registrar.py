@@ -576,3 +576,27 @@ class ConfigTests(TestCase):
         ):
             error = self.assertRaises(ConfigError, RegistrarConfig.fromSection, section)
             self.assertIn(message, str(error))
+
+
+class KeyedLockTests(TestCase):
+    """The per-AOR lock: exclusive per key, waiters in arrival order, free keys forgotten."""
+
+    def test_order(self) -> None:
+        from voipgw.registrar.service import _KeyedLock
+
+        lock = _KeyedLock()
+        self.assertIsNone(lock.acquire("a"))
+        self.assertIsNone(lock.acquire("b"))  # another key is independent
+        order: list[str] = []
+        second, third = lock.acquire("a"), lock.acquire("a")
+        assert second is not None and third is not None
+        second.addCallback(lambda _: order.append("second"))
+        third.addCallback(lambda _: order.append("third"))
+        self.assertEqual(order, [])
+        lock.release("a")
+        self.assertEqual(order, ["second"])
+        lock.release("a")
+        self.assertEqual(order, ["second", "third"])
+        lock.release("a")
+        lock.release("b")
+        self.assertEqual(len(lock), 0)

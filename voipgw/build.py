@@ -6,7 +6,7 @@ C{pip install .} compiles the modules in L{COMPILED_MODULES} to C with
 mypyc (setup.py reads this list); without mypyc or a C compiler, or with
 C{VOIPGW_PURE_PYTHON=1}, they install as plain Python.  Both builds behave
 the same; the compiled one parses and serialises SIP about 2.5 times
-faster (docs/performance.md).  Running from a source checkout uses the
+faster, and the REGISTER path about a third faster (docs/performance.md).  Running from a source checkout uses the
 Python sources.
 """
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 
-#: Leaf modules with no subclassing seams for applications (parsing,
-#: serialising, matching).  A class compiled by mypyc cannot be subclassed
+#: Modules with no subclassing seams for applications: parsing,
+#: serialising and matching SIP, the timer wheel, digest checking, the
+#: subscriber cache, the memory location store and the counters.  A class compiled by mypyc cannot be subclassed
 #: by Python code, so the services (Registrar, RoutingService, ...) stay
 #: Python.
 COMPILED_MODULES = (
@@ -27,6 +28,11 @@ COMPILED_MODULES = (
     "voipgw.sip.message",
     "voipgw.transport.address",
     "voipgw.transaction.keys",
+    "voipgw.transaction.timers",
+    "voipgw.auth.digest",
+    "voipgw.subscribers.cache",
+    "voipgw.location.memory",
+    "voipgw.stats",
 )
 
 

@@ -127,6 +127,38 @@ class _Contact:
         return self.contact
 
 
+class _KeyedLock:
+    """
+    One lock per key (an AOR), so that two REGISTERs for the same AOR never
+    interleave their read-modify-write of its bindings.  A free key costs a
+    dictionary entry, no Deferred; waiters are served in arrival order.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[defer.Deferred[None]]] = {}
+
+    def acquire(self, key: str) -> Optional[defer.Deferred[None]]:
+        """None if C{key} was free (now held); else a Deferred that fires when it is this caller's."""
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            self._waiters[key] = []
+            return None
+        turn: defer.Deferred[None] = defer.Deferred()
+        waiters.append(turn)
+        return turn
+
+    def release(self, key: str) -> None:
+        """Hand C{key} to the next waiter, or free it."""
+        waiters = self._waiters.get(key)
+        if waiters:
+            waiters.pop(0).callback(None)
+        else:
+            self._waiters.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+
 @implementer(ISIPApplication)
 class Registrar(Service):
     """
@@ -164,7 +196,7 @@ class Registrar(Service):
         self.clock = clock
         self.random = random if random is not None else Random()
         self.counters: dict[str, int] = {}
-        self._locks: dict[str, defer.DeferredLock] = {}
+        self._locks = _KeyedLock()
         self._dateSecond = -1
         self._dateText = ""
 
@@ -322,16 +354,13 @@ class Registrar(Service):
             raise _reject(400, "Contact: * needs Expires: 0 and no other Contact")
         contacts = [] if wildcard else [self._parseContact(a, headerExpires) for a in addresses]
 
-        lock = self._locks.get(aor)
-        if lock is None:
-            lock = self._locks[aor] = defer.DeferredLock()
-        await lock.acquire()
+        turn = self._locks.acquire(aor)
+        if turn is not None:
+            await turn
         try:
             bindings = await self._update(request, transaction, aor, contacts, wildcard, subscriber)
         finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(aor, None)
+            self._locks.release(aor)
         return self.buildOK(request, transaction, bindings, self.clock.seconds())
 
     def _parseContact(self, address: NameAddress, headerExpires: Optional[int]) -> _Contact:

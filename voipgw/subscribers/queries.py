@@ -31,7 +31,17 @@ SETTINGS = ("enabled", "callerId", "maxContacts")
 
 
 def _hasControl(value: str) -> bool:
+    if value.isascii():
+        # the only ASCII characters of category C are the controls, which
+        # are exactly the ones isprintable() refuses (a fast path per lookup)
+        return not value.isprintable()
     return any(unicodedata.category(c).startswith("C") for c in value)
+
+
+def _hasSpace(value: str) -> bool:
+    if value.isascii() and value.isprintable():
+        return " " in value  # the only printable ASCII white space
+    return any(c.isspace() for c in value)
 
 
 def normaliseUsername(username: str) -> str:
@@ -50,7 +60,7 @@ def normaliseDomain(domain: str) -> str:
     """The stored form of a domain: lower case; raise L{InvalidSubscriber}."""
     if not isinstance(domain, str) or not domain:
         raise InvalidSubscriber("domain must not be empty")
-    if _hasControl(domain) or any(c.isspace() for c in domain) or "@" in domain:
+    if _hasControl(domain) or _hasSpace(domain) or "@" in domain:
         raise InvalidSubscriber(f"invalid domain {domain!r}")
     domain = domain.lower()
     if len(domain) > DOMAIN_LENGTH:

@@ -42,13 +42,38 @@ class TimerSettings:
     def A(self) -> float:
         return self.T1
 
-    E = G = A
+    @property
+    def E(self) -> float:
+        return self.T1
+
+    @property
+    def G(self) -> float:
+        return self.T1
 
     @property
     def B(self) -> float:
         return 64 * self.T1
 
-    F = H = J = L = M = B
+    @property
+    def F(self) -> float:
+        return 64 * self.T1
+
+    @property
+    def H(self) -> float:
+        return 64 * self.T1
+
+    @property
+    def J(self) -> float:
+        return 64 * self.T1
+
+    @property
+    def L(self) -> float:
+        return 64 * self.T1
+
+    @property
+    def M(self) -> float:
+        return 64 * self.T1
+
 
     @property
     def D(self) -> float:
@@ -58,7 +83,9 @@ class TimerSettings:
     def I(self) -> float:  # noqa: E743 - the RFC's name
         return self.T4
 
-    K = I
+    @property
+    def K(self) -> float:
+        return self.T4
 
 
 #: Timers that only bound how long a transaction lingers or waits (RFC 3261
