@@ -11,13 +11,13 @@ from voipgw.overload import OverloadGuard, OverloadService, overloadGuardFromSec
 from voipgw.sip.message import parseMessage
 
 
-def request(method: str, toTag: str = "") -> object:
+def request(method: str, toTag: str = "", extra: str = "") -> object:
     to = "<sip:bob@example.com>" + (f";tag={toTag}" if toTag else "")
     return parseMessage(
         (f"{method} sip:bob@example.com SIP/2.0\r\n"
          "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n"
          "From: <sip:alice@example.com>;tag=1\r\n"
-         f"To: {to}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+         f"To: {to}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n").encode()
     )
 
 
@@ -39,7 +39,9 @@ class Lagging:
 class OverloadGuardTests(unittest.TestCase):
     def setUp(self) -> None:
         self.clock = task.Clock()
-        self.guard = OverloadGuard(self.clock, interval=0.02, highLag=0.08, lowLag=0.02, retryAfter=3, smoothing=0.3)
+        # the admission lottery always draws 0.99: only a fraction above 0.99 admits
+        self.guard = OverloadGuard(self.clock, interval=0.02, highLag=0.08, lowLag=0.02, retryAfter=3, smoothing=0.3,
+                                   random=lambda: 0.99)
         self.guard.start()
         self.addCleanup(self.guard.stop)
         self.lag = Lagging(self.clock)
@@ -87,18 +89,55 @@ class OverloadGuardTests(unittest.TestCase):
         value[0] = 101
         self.clock.advance(guard.interval)
         self.assertTrue(guard.overloaded)
+        self.assertEqual(guard.admitFraction, OverloadGuard.DECREASE)
         value[0] = 90
-        self.lag.idle(guard.interval, 5)
-        self.assertTrue(guard.overloaded)
+        self.lag.idle(guard.interval, 50)
+        self.assertTrue(guard.overloaded)  # between the marks: the fraction holds
+        self.assertEqual(guard.admitFraction, OverloadGuard.DECREASE)
         value[0] = 79
         self.lag.idle(guard.interval, 1)
+        self.assertTrue(guard.overloaded)
+        self.assertAlmostEqual(guard.admitFraction, OverloadGuard.DECREASE + OverloadGuard.INCREASE)
+        self.lag.idle(guard.interval, 12)
+        self.assertFalse(guard.overloaded)
+        self.assertEqual(guard.admitFraction, 1.0)
+
+    def test_adaptiveAdmission(self) -> None:
+        """
+        Overloaded, the guard admits a share of new requests that shrinks
+        by a quarter per probe above the high mark (to a floor) and grows
+        back 2 points per probe below the low mark; requests answering a
+        challenge count double.
+        """
+        draws = iter([0.30, 0.30, 0.30, 0.10] * 10)
+        value = [0]
+        guard = OverloadGuard(self.clock, gauge=lambda: value[0], highGauge=100, lowGauge=80,
+                              random=lambda: next(draws))
+        guard.start()
+        self.addCleanup(guard.stop)
+        value[0] = 101
+        self.lag.idle(guard.interval, 4)  # 1 -> 0.75 -> 0.5625 -> 0.42 -> 0.316
+        self.assertAlmostEqual(guard.admitFraction, 0.75 ** 4)
+        self.assertTrue(guard.admit(request("REGISTER")))  # 0.30 < 0.316
+        self.lag.idle(guard.interval, 1)  # 0.237
+        self.assertFalse(guard.admit(request("REGISTER")))  # 0.30 >= 0.237
+        withCredentials = request("REGISTER", extra='Authorization: Digest username="bob"\r\n')
+        self.assertTrue(guard.admit(withCredentials))  # 0.30 < 2 x 0.237
+        self.assertTrue(guard.admit(request("REGISTER")))  # 0.10 < 0.237
+        self.assertEqual(guard.shed, 1)
+        self.lag.idle(guard.interval, 100)
+        self.assertEqual(guard.admitFraction, OverloadGuard.MINIMUM_FRACTION)
+        value[0] = 0
+        self.lag.idle(guard.interval, 48)
+        self.assertTrue(guard.overloaded)
+        self.lag.idle(guard.interval, 2)
         self.assertFalse(guard.overloaded)
 
     def test_receiveQueueDelay(self) -> None:
         """Requests waiting in the receive queue trip the guard while the reactor is on time."""
         waited = [0.0]
         guard = OverloadGuard(self.clock, queueDelay=lambda: waited[0], highQueueDelay=0.25, lowQueueDelay=0.05,
-                              smoothing=0.3)
+                              smoothing=0.3, random=lambda: 0.99)
         guard.start()
         self.addCleanup(guard.stop)
         waited[0] = 0.2
@@ -113,7 +152,7 @@ class OverloadGuardTests(unittest.TestCase):
         self.lag.idle(guard.interval, 50)
         self.assertTrue(guard.overloaded)
         waited[0] = 0.0
-        self.lag.idle(guard.interval, 20)
+        self.lag.idle(guard.interval, 80)
         self.assertFalse(guard.overloaded)
         self.assertEqual(guard.episodes, 1)
         self.assertIn("queue_delay", guard.stats())
@@ -172,7 +211,7 @@ class DispatcherOverloadTests(unittest.TestCase):
         dispatcher = RequestDispatcher(transports=None, domains=["example.com"])
         app = Application()
         dispatcher.register(app)
-        guard = OverloadGuard(clock, retryAfter=4)
+        guard = OverloadGuard(clock, retryAfter=4, random=lambda: 0.5)
         dispatcher.overload = guard
         guard.start()
         self.addCleanup(guard.stop)

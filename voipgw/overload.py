@@ -15,6 +15,17 @@ queue holds seconds of requests) and, optionally, a gauge such as the
 number of live transactions.  Above any high mark it declares overload;
 below all low marks (hysteresis) it recovers by itself.
 
+Overload is not all or nothing: the guard admits a fraction of the new
+requests and adapts it (additive increase, multiplicative decrease, as
+TCP does): each probe above a high mark cuts the fraction by a quarter,
+each probe below all low marks raises it by 2 points, until everything is
+admitted again and the episode ends.  So an overloaded node keeps serving
+about what it can and refuses the rest, instead of refusing everyone for
+a while, then admitting everyone into the same queue.  Requests that carry
+credentials (the second REGISTER of a digest exchange, an authenticated
+INVITE) are admitted at twice the fraction: they finish work that already
+cost a challenge.
+
 While overloaded, L{OverloadGuard.admit} refuses requests that start new
 work -- out-of-dialog INVITE, REGISTER, SUBSCRIBE, MESSAGE, OPTIONS,
 PUBLISH, REFER -- so the dispatcher answers them C{503} with
@@ -26,6 +37,7 @@ retransmitted request is absorbed, not answered twice.
 
 from __future__ import annotations
 
+import random as _random
 from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
@@ -51,6 +63,8 @@ class OverloadGuard:
     @param highGauge: gauge value above which the node is overloaded.
     @param lowGauge: gauge value below which it may recover.
     @param retryAfter: seconds in the C{Retry-After} of the 503.
+    @param random: C{callable() -> float} in [0, 1) drawing the admission
+        lottery (tests make it deterministic).
     @param smoothing: weight of the newest sample in the moving average
         (low: a single pause, such as a full garbage collection, must not
         trip the guard; sustained queueing must).
@@ -72,6 +86,7 @@ class OverloadGuard:
         queueDelay: Optional[Callable[[], float]] = None,
         highQueueDelay: float = 0.25,
         lowQueueDelay: float = 0.05,
+        random: Optional[Callable[[], float]] = None,
     ) -> None:
         if not 0 <= lowLag < highLag:
             raise ValueError("need 0 <= lowLag < highLag")
@@ -95,6 +110,9 @@ class OverloadGuard:
         self.queueDelay = 0.0
         self.lag = 0.0
         self.overloaded = False
+        #: The share of new requests admitted while overloaded (1: all).
+        self.admitFraction = 1.0
+        self._random = random if random is not None else _random.random
         self.shed = 0
         self.episodes = 0
         self._expected = 0.0
@@ -128,24 +146,34 @@ class OverloadGuard:
         self._update()
         self._schedule()
 
+    #: Multiplicative decrease per probe above a high mark, additive
+    #: increase per probe below all low marks, and the floor.
+    DECREASE = 0.75
+    INCREASE = 0.02
+    MINIMUM_FRACTION = 0.02
+
     def _update(self) -> None:
         value = self.gauge() if self.gauge is not None else 0.0
-        if not self.overloaded:
-            if self.lag > self.highLag or self.queueDelay > self.highQueueDelay or value > self.highGauge:
+        high = self.lag > self.highLag or self.queueDelay > self.highQueueDelay or value > self.highGauge
+        if high:
+            self.admitFraction = max(self.MINIMUM_FRACTION, self.admitFraction * self.DECREASE)
+            if not self.overloaded:
                 self.overloaded = True
                 self.episodes += 1
                 self.log.warn(
                     "overloaded (reactor lag {lag:.3f}s, receive queue wait {queueDelay:.3f}s, gauge {value}): "
-                    "answering new requests 503",
+                    "answering part of the new requests 503",
                     lag=self.lag, queueDelay=self.queueDelay, value=value,
                 )
-        elif self.lag < self.lowLag and self.queueDelay < self.lowQueueDelay and value <= self.lowGauge:
-            self.overloaded = False
-            self.log.warn(
-                "overload over (reactor lag {lag:.3f}s, receive queue wait {queueDelay:.3f}s); "
-                "{shed} requests shed so far",
-                lag=self.lag, queueDelay=self.queueDelay, shed=self.shed,
-            )
+        elif self.overloaded and self.lag < self.lowLag and self.queueDelay < self.lowQueueDelay and value <= self.lowGauge:
+            self.admitFraction = min(1.0, self.admitFraction + self.INCREASE)
+            if self.admitFraction >= 1.0:
+                self.overloaded = False
+                self.log.warn(
+                    "overload over (reactor lag {lag:.3f}s, receive queue wait {queueDelay:.3f}s); "
+                    "{shed} requests shed so far",
+                    lag=self.lag, queueDelay=self.queueDelay, shed=self.shed,
+                )
 
     # -- admission ---------------------------------------------------------------
 
@@ -158,11 +186,17 @@ class OverloadGuard:
                 return True  # in-dialog (re-INVITE): finishes accepted work
         except Exception:
             pass
+        share = self.admitFraction
+        if request.getHeader("Authorization") is not None or request.getHeader("Proxy-Authorization") is not None:
+            share *= 2.0  # answers a challenge: finishes work already paid for
+        if self._random() < share:
+            return True
         self.shed += 1
         return False
 
     def stats(self) -> dict[str, Any]:
-        return {"overloaded": self.overloaded, "lag": round(self.lag, 4), "queue_delay": round(self.queueDelay, 4),
+        return {"overloaded": self.overloaded, "admit_fraction": round(self.admitFraction, 3),
+                "lag": round(self.lag, 4), "queue_delay": round(self.queueDelay, 4),
                 "shed": self.shed, "episodes": self.episodes}
 
 
