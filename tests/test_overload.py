@@ -182,7 +182,10 @@ class OverloadGuardTests(unittest.TestCase):
         self.assertRaises(ConfigError, overloadGuardFromSection, {"high_lag": "0.1", "low_lag": "0.1"}, self.clock)
         guard = overloadGuardFromSection({"high_queue_delay": "0.4"}, self.clock, queueDelay=lambda: 0.0)
         assert guard is not None
-        self.assertEqual((guard.highQueueDelay, guard.lowQueueDelay), (0.4, 0.05))
+        self.assertEqual((guard.highQueueDelay, guard.lowQueueDelay, guard.maxQueueAge), (0.4, 0.05, 0.5))
+        guard = overloadGuardFromSection({"max_queue_age": "0"}, self.clock)
+        assert guard is not None
+        self.assertEqual((guard.highQueueDelay, guard.maxQueueAge), (0.2, 0.0))
         self.assertRaises(ConfigError, overloadGuardFromSection,
                           {"high_queue_delay": "0.1", "low_queue_delay": "0.2"}, self.clock)
 

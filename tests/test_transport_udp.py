@@ -232,6 +232,43 @@ class ReceiveQueueDelayTests(unittest.TestCase):
         self.assertLess(service.currentReceiveQueueDelay(), 0.05)
 
 
+class StaleRequestTests(unittest.TestCase):
+    """Overloaded, a new-work request that waited longer than maxQueueAge is dropped unread."""
+
+    async def test_staleNewWorkDropped(self) -> None:
+        recorder = Recorder()
+        service = TransportService(reactor, [parseListen("udp:127.0.0.1:0")], TransportSettings())
+        service.receiver = recorder  # type: ignore[assignment]
+        service.maxQueueAge = 0.2
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = service.listenerFor("udp")
+        assert listener is not None
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        sender.bind(("127.0.0.1", 0))
+        via = b"127.0.0.1:%d" % sender.getsockname()[1]
+        bye = OPTIONS.replace(b"OPTIONS", b"BYE")
+        listener.portObject.stopReading()
+        sender.sendto(OPTIONS % (via, b"old"), ("127.0.0.1", listener.port))
+        sender.sendto(bye % (via, b"old"), ("127.0.0.1", listener.port))
+        sender.sendto(b"SIP/2.0 200 OK\r\n\r\n", ("127.0.0.1", listener.port))
+        await deferLater(reactor, 0.3, lambda: None)
+        sender.sendto(OPTIONS % (via, b"new"), ("127.0.0.1", listener.port))
+        listener.portObject.startReading()
+        await deferLater(reactor, 0.1, lambda: None)
+        # the stale OPTIONS is gone; the stale BYE (finishes work) and the fresh OPTIONS are not
+        self.assertEqual(sorted(m.method for m, _ in recorder.messages), ["BYE", "OPTIONS"])  # type: ignore[attr-defined]
+        self.assertEqual(service.counters.get("dropped.stale"), 1)
+        service.maxQueueAge = 0.0  # off: nothing is dropped
+        listener.portObject.stopReading()
+        sender.sendto(OPTIONS % (via, b"old2"), ("127.0.0.1", listener.port))
+        await deferLater(reactor, 0.3, lambda: None)
+        listener.portObject.startReading()
+        await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(recorder.messages), 3)
+
+
 class DatagramPortWriteTests(unittest.TestCase):
     """SIPDatagramPort.write keeps Twisted's address checks, made once per host."""
 

@@ -191,6 +191,7 @@ def addOverloadGuard(config: NodeConfig, node: VoipNode) -> None:
     )
     if guard is not None:
         node.dispatcher.overload = guard
+        node.transports.maxQueueAge = guard.maxQueueAge
         OverloadService(guard).setServiceParent(node)
 
 

@@ -63,6 +63,7 @@ class OverloadGuard:
     @param highGauge: gauge value above which the node is overloaded.
     @param lowGauge: gauge value below which it may recover.
     @param retryAfter: seconds in the C{Retry-After} of the 503.
+    @param maxQueueAge: see L{maxQueueAge} (default T1, 0.5 s).
     @param random: C{callable() -> float} in [0, 1) drawing the admission
         lottery (tests make it deterministic).
     @param smoothing: weight of the newest sample in the moving average
@@ -84,9 +85,10 @@ class OverloadGuard:
         retryAfter: int = 2,
         smoothing: float = 0.1,
         queueDelay: Optional[Callable[[], float]] = None,
-        highQueueDelay: float = 0.25,
+        highQueueDelay: float = 0.2,
         lowQueueDelay: float = 0.05,
         random: Optional[Callable[[], float]] = None,
+        maxQueueAge: float = 0.5,
     ) -> None:
         if not 0 <= lowLag < highLag:
             raise ValueError("need 0 <= lowLag < highLag")
@@ -104,6 +106,10 @@ class OverloadGuard:
         self.retryAfter = retryAfter
         self.smoothing = smoothing
         self.queueDelaySource = queueDelay
+        #: UDP requests starting new work that waited longer than this in
+        #: the receive queue are dropped unread (0: never); the node hands
+        #: it to the transports (L{voipgw.transport.udp.SIPDatagramPort}).
+        self.maxQueueAge = maxQueueAge
         self.highQueueDelay = highQueueDelay
         self.lowQueueDelay = lowQueueDelay
         #: The smoothed receive-queue wait (seconds).
@@ -206,8 +212,8 @@ def overloadGuardFromSection(
 ) -> Optional[OverloadGuard]:
     """
     An L{OverloadGuard} from the C{[overload]} section (C{enabled}, default
-    yes; C{high_lag}, C{low_lag}, C{high_queue_delay}, C{low_queue_delay} in
-    seconds; C{max_transactions} with the C{gauge}; C{retry_after}), or
+    yes; C{high_lag}, C{low_lag}, C{high_queue_delay}, C{low_queue_delay},
+    C{max_queue_age} in seconds; C{max_transactions} with the C{gauge}; C{retry_after}), or
     None when disabled.  Raises C{ConfigError}.
     """
     from voipgw.config import Section
@@ -220,7 +226,7 @@ def overloadGuardFromSection(
     low = section.getFloat("low_lag", min(0.03, high / 2), 0.0, 10.0)
     if low >= high:
         raise ConfigError("[overload] low_lag must be below high_lag")
-    highQueue = section.getFloat("high_queue_delay", 0.25, 0.001, 10.0)
+    highQueue = section.getFloat("high_queue_delay", 0.2, 0.001, 10.0)
     lowQueue = section.getFloat("low_queue_delay", min(0.05, highQueue / 2), 0.0, 10.0)
     if lowQueue >= highQueue:
         raise ConfigError("[overload] low_queue_delay must be below high_queue_delay")
@@ -232,6 +238,7 @@ def overloadGuardFromSection(
         lowGauge=float(maxTransactions) * 0.8 if maxTransactions else float("inf"),
         retryAfter=section.getInt("retry_after", 2, 0, 3600),
         queueDelay=queueDelay, highQueueDelay=highQueue, lowQueueDelay=lowQueue,
+        maxQueueAge=section.getFloat("max_queue_age", 0.5, 0.0, 60.0),
     )
 
 

@@ -134,6 +134,10 @@ class TransportService(Service):
         #: before this process read it (L{SIPDatagramPort}).
         self.receiveQueueDelay = 0.0
         self._receiveQueueDelayAt = float("-inf")
+        #: UDP requests starting new work that waited longer than this
+        #: (seconds) in the receive queue are dropped unread; 0: never
+        #: (set from [overload] max_queue_age by the node).
+        self.maxQueueAge = 0.0
         self._faults = RateLimitedLog(self.log, self.clock)
         self.counters.addGauge("connections.open", lambda: len(self.connections))
 
@@ -203,6 +207,14 @@ class TransportService(Service):
         """A UDP listener read a datagram that had waited C{seconds} in the kernel."""
         self.receiveQueueDelay = max(0.0, seconds)
         self._receiveQueueDelayAt = self.clock.seconds()
+
+    def droppedStale(self, age: float, addr: tuple) -> None:
+        """A UDP listener dropped a request that had waited C{age} seconds (see L{maxQueueAge})."""
+        self.counters.increment("dropped.stale")
+        self._faults.warn(
+            "stale", "dropped a request from {source} that waited {age:.3f}s in the receive queue "
+            "(overload; {suppressed} similar suppressed)", source=f"{addr[0]}:{addr[1]}", age=age,
+        )
 
     def currentReceiveQueueDelay(self) -> float:
         """

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+#: Request methods that start new work: a stale one may be dropped unread.
+_NEW_WORK = frozenset([b"INVITE", b"REGISTER", b"OPTIONS", b"SUBSCRIBE", b"MESSAGE", b"PUBLISH", b"REFER"])
 #: Bound of the per-port set of destination hosts known to be IP addresses.
 _CHECKED_HOSTS_MAX = 65536
 
@@ -44,13 +46,16 @@ class SIPDatagramProtocol(DatagramProtocol):
 
 class SIPDatagramPort(udp.Port):
     """
-    A UDP port that measures how long datagrams wait in the kernel's
-    receive queue: the first datagram of every read batch (the oldest
-    waiting) is read with its kernel arrival time (SO_TIMESTAMPNS), and the
-    wait goes to C{protocol.service.receiveQueueDelay}.  A big receive
-    buffer absorbs bursts, but under sustained overload it turns into
-    seconds of queueing that no reactor-lag probe sees; the overload guard
-    reads this instead (L{voipgw.overload}).
+    A UDP port that knows how long each datagram waited in the kernel's
+    receive queue (SO_TIMESTAMPNS).  The wait of the first datagram of each
+    read batch (the oldest) goes to the transport service's
+    C{noteReceiveQueueDelay}: a big receive buffer absorbs bursts, but under
+    sustained overload it turns into seconds of queueing that no
+    reactor-lag probe sees, and the overload guard reads this instead
+    (L{voipgw.overload}).  A request starting new work (INVITE, REGISTER,
+    ...) that waited longer than the service's C{maxQueueAge} is dropped
+    unread: its sender has retransmitted it by then (RFC 3261 timers A and
+    E fire after T1), so answering the stale copy is work for nothing.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -59,26 +64,37 @@ class SIPDatagramPort(udp.Port):
         self._checkedHosts: set[str] = set()
 
     def doRead(self) -> None:
-        try:
-            data, ancillary, _flags, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
-        except OSError as se:
-            if se.args[0] in udp._sockErrReadIgnore or se.args[0] in udp._sockErrReadRefuse:
-                return
-            raise
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
-                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
-                self.protocol.service.noteReceiveQueueDelay(time.time() - seconds - nanoseconds * 1e-9)
-        if self.addressFamily == socket.AF_INET6:
-            addr = addr[:2]
-        try:
-            self.protocol.datagramReceived(data, addr)
-        except BaseException:
-            from twisted.python import log
+        service = self.protocol.service
+        maxAge = service.maxQueueAge
+        first = True
+        read = 0
+        while read < self.maxThroughput:
+            try:
+                data, ancillary, _flags, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
+            except OSError as se:
+                if se.args[0] in udp._sockErrReadIgnore or se.args[0] in udp._sockErrReadRefuse:
+                    return
+                raise
+            read += len(data)
+            if ancillary:
+                level, kind, payload = ancillary[0]
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                    age = time.time() - seconds - nanoseconds * 1e-9
+                    if first:
+                        service.noteReceiveQueueDelay(age)
+                        first = False
+                    if maxAge and age > maxAge and data[:data.find(b" ", 0, 12)] in _NEW_WORK:
+                        service.droppedStale(age, addr)
+                        continue
+            if self.addressFamily == socket.AF_INET6:
+                addr = addr[:2]
+            try:
+                self.protocol.datagramReceived(data, addr)
+            except BaseException:
+                from twisted.python import log
 
-            log.err()
-        # the rest of the batch, as Twisted reads it
-        super().doRead()
+                log.err()
 
     def write(self, datagram: bytes, addr: tuple[str, int] | None = None) -> None:
         """
