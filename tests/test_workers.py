@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -88,6 +89,36 @@ class WorkerConfigTests(unittest.TestCase):
         config = parseConfig({"node": {"workers": "0"}})
         self.assertRaises(ConfigError, workerSettings, config)
         self.assertRaises(ValueError, WorkerPool, config, 0, reactor)
+
+
+class SharedPreparationTests(unittest.TestCase):
+    """The pool creates what its workers share before spawning them, so they never race to create it."""
+
+    def test_embeddedSubscriberSchema(self) -> None:
+        from sqlalchemy import create_engine
+
+        from voipgw.db.migrations import recordedVersions
+        from voipgw.subscribers.schema import MIGRATOR
+
+        dataDir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, dataDir, True)
+        config = parseConfig({"node": {"data_dir": dataDir, "workers": "2"}})
+        pool = WorkerPool(config, 2, reactor)
+        pool._prepareShared()
+        pool._prepareShared()  # a second start finds it done
+        engine = create_engine(f"sqlite:///{os.path.join(dataDir, 'subscribers.sqlite')}")
+        with engine.connect() as conn:
+            self.assertEqual(recordedVersions(conn)[MIGRATOR.component], MIGRATOR.latestVersion)
+        engine.dispose()
+        self.assertTrue(os.path.exists(os.path.join(dataDir, "auth-secret")))
+
+    def test_clientServerDatabaseLeftAlone(self) -> None:
+        """A MySQL master is initialised by voipgw-admin, never at start (no connection is tried)."""
+        from voipgw.node import prepareEmbeddedSubscribers
+
+        config = parseConfig({"node": {"data_dir": self.mktemp()},
+                              "subscribers": {"master": "mysql+mysqldb://nobody@192.0.2.1:1/none"}})
+        prepareEmbeddedSubscribers(config)  # returns at once: nothing to create here
 
 
 class UDPPeer(DatagramProtocol):

@@ -195,6 +195,39 @@ def addOverloadGuard(config: NodeConfig, node: VoipNode) -> None:
         OverloadService(guard).setServiceParent(node)
 
 
+def subscriberMasterURL(config: NodeConfig) -> str:
+    """The subscriber master's URL: C{[subscribers] master}, else SQLite in the data directory."""
+    configured = config.section("subscribers").get("master", "").strip()
+    if configured:
+        return configured
+    return "sqlite:///" + os.path.abspath(os.path.join(config.dataDir, "subscribers.sqlite"))
+
+
+def prepareEmbeddedSubscribers(config: NodeConfig) -> None:
+    """
+    Create the embedded SQLite subscriber schema if it is missing (blocking;
+    for start-up, before worker processes would race to create it).
+    Client-server databases are left to C{voipgw-admin db init}.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from voipgw.db.database import useSQLitePragmas
+    from voipgw.subscribers.schema import MIGRATOR
+
+    url = make_url(subscriberMasterURL(config))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+    engine = create_engine(url)
+    useSQLitePragmas(engine)
+    try:
+        with engine.begin() as conn:
+            MIGRATOR.initialise(conn)
+    finally:
+        engine.dispose()
+
+
 def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications: Optional[list[Any]] = None) -> VoipNode:
     """
     Build the service tree for C{config}: the subscriber and location
@@ -217,9 +250,7 @@ def buildNode(config: NodeConfig, reactor: Any, clock: Any = None, applications:
     os.makedirs(config.dataDir, exist_ok=True)
     node = VoipNode(config, reactor, clock)
     subscriberSection = config.section("subscribers")
-    if not subscriberSection.get("master", "").strip():
-        path = os.path.abspath(os.path.join(config.dataDir, "subscribers.sqlite"))
-        subscriberSection["master"] = f"sqlite:///{path}"
+    subscriberSection["master"] = subscriberMasterURL(config)
     node.subscribers = SubscriberService.fromConfig(SubscriberConfig.fromSection(subscriberSection), reactor, node.clock)
     node.subscribers.setServiceParent(node)
     node.location = locationServiceFromConfig(LocationConfig.fromSection(config.section("location")), reactor, node.clock)

@@ -165,11 +165,17 @@ class WorkerPool(Service):
             raise  # not reached
 
     def _prepareShared(self) -> None:
-        """Create what the workers share before they race to create it (the nonce secret)."""
+        """
+        Create what the workers share before they race to create it: the
+        nonce secret and the embedded SQLite subscriber schema (two workers
+        initialising a fresh database at once collided on schema_version).
+        """
         from voipgw.auth.config import AuthConfig
+        from voipgw.node import prepareEmbeddedSubscribers
 
         if self.config.domains:
             AuthConfig.fromSection(self.config.section("auth")).resolveSecret(self.config.dataDir)
+        prepareEmbeddedSubscribers(self.config)
 
     def _spawn(self, index: int) -> WorkerProcess:
         worker = WorkerProcess(self, index)
