@@ -209,18 +209,16 @@ def prepareEmbeddedSubscribers(config: NodeConfig) -> None:
     for start-up, before worker processes would race to create it).
     Client-server databases are left to C{voipgw-admin db init}.
     """
-    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from voipgw.db.database import useSQLitePragmas
+    from voipgw.admin.db_commands import openEngine
     from voipgw.subscribers.schema import MIGRATOR
 
-    url = make_url(subscriberMasterURL(config))
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    url = subscriberMasterURL(config)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return
-    os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-    engine = create_engine(url)
-    useSQLitePragmas(engine)
+    engine = openEngine(url, create=True)  # as 'voipgw-admin db init' does
     try:
         with engine.begin() as conn:
             MIGRATOR.initialise(conn)
