@@ -120,6 +120,22 @@ class MemoryLocationStore:
         self._save(binding)
         return defer.succeed(None)
 
+    def saveIfNewer(self, binding: Binding, now: float) -> bool:
+        """
+        Store C{binding} unless it has expired at C{now} or the stored
+        binding with its key was updated later (a replicated change that
+        arrives late must not undo a newer one).  Synchronous; returns
+        whether it was stored.
+        """
+        if binding.expires <= now:
+            return False
+        key = binding.key
+        for existing in self._aors.get(binding.aor, ()):
+            if existing.updated > binding.updated and existing.key == key:
+                return False
+        self._save(binding)
+        return True
+
     def _save(self, binding: Binding) -> None:
         aor = _intern(binding.aor)
         key = binding.key

@@ -15,12 +15,15 @@ peer is trusted only to send data):
  - C{("remove", aor, key)}, C{("removeAll", aor)};
  - C{("sync", index)}: worker C{index} asks for the table;
  - C{("bulk", [fields, ...])}: part of a table sent in answer to C{sync};
- - C{("batch", [message, ...])}: the saves/removes made during one reactor
-   turn (at most C{BULK_CHUNK} per datagram), in order.  Batching matters:
+ - C{("batch", [message, ...])}: the saves/removes queued since the last
+   flush (at most C{BULK_CHUNK} per datagram), in order.  Batching matters:
    Linux queues at most C{net.unix.max_dgram_qlen} (default 10) datagrams
    per Unix socket, so one datagram per REGISTER overflowed a busy peer's
    queue (measured: 76% dropped at 1,900 REGISTER/s in
-   C{bench/register_path.py}).
+   C{bench/register_path.py}); and every datagram wakes the peer, which
+   under load costs it more than applying the change.  A change made after
+   a quiet spell leaves on the next reactor turn; while changes keep
+   coming, they leave at most every C{FLUSH_INTERVAL} seconds.
 
 A replicated save is applied only if it is not older (C{updated}) than the
 binding with the same key already stored, so a late message cannot undo a
@@ -34,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import marshal
+import operator
 import os
 import socket
 from collections import deque
@@ -52,12 +56,25 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Binding))
 #: Bindings per C{bulk} datagram (each is a few hundred bytes).
 BULK_CHUNK = 100
 
+#: Under sustained changes, the longest a change waits before it is sent to
+#: the peers (seconds).  A lookup on another worker may miss a binding for
+#: this long after its REGISTER was answered.
+FLUSH_INTERVAL = 0.005
+
+
+_bindingFields = operator.attrgetter(*_FIELDS)
+
 
 def bindingToTuple(binding: Binding) -> tuple:
-    return tuple(getattr(binding, name) for name in _FIELDS)
+    """The fields of C{binding}, in declaration order."""
+    return _bindingFields(binding)  # type: ignore[no-any-return]
 
 
 def bindingFromTuple(values: Iterable[Any]) -> Binding:
+    """The inverse of L{bindingToTuple}."""
+    values = tuple(values)
+    if len(values) == len(_FIELDS):
+        return Binding(*values)
     return Binding(**dict(zip(_FIELDS, values)))
 
 
@@ -226,14 +243,16 @@ class ReplicatedLocationStore:
 
     log = Logger()
 
-    def __init__(self, inner: Any, clock: Any) -> None:
+    def __init__(self, inner: Any, clock: Any, flushInterval: float = FLUSH_INTERVAL) -> None:
         self.inner = inner
         self.clock = clock
+        self.flushInterval = flushInterval
         self.channel: Optional[ReplicationChannel] = None
         self.applied = 0
         self.bulkSent = 0
         self._outbox: list[tuple] = []
         self._flushing = False
+        self._lastFlush = float("-inf")
 
     def attach(self, channel: ReplicationChannel) -> None:
         self.channel = channel
@@ -269,18 +288,31 @@ class ReplicatedLocationStore:
         return d  # type: ignore[no-any-return]
 
     def _replicate(self, message: tuple) -> None:
-        """Queue C{message}; the changes of one reactor turn leave together."""
+        """
+        Queue C{message}.  After a quiet spell it leaves on the next reactor
+        turn (with whatever else that turn changes); while changes keep
+        coming, a batch leaves at most every C{flushInterval} seconds, or
+        as soon as it is full.
+        """
         self._outbox.append(message)
         if len(self._outbox) >= BULK_CHUNK:
             self.flush()
         elif not self._flushing:
             self._flushing = True
-            self.clock.callLater(0, self.flush)
+            wait = self._lastFlush + self.flushInterval - self.clock.seconds()
+            self.clock.callLater(max(0.0, wait), self._scheduledFlush)
+
+    def _scheduledFlush(self) -> None:
+        if self._flushing:
+            self.flush()
 
     def flush(self) -> None:
         """Send the queued changes now (a C{batch} datagram per chunk)."""
         self._flushing = False
+        self._lastFlush = self.clock.seconds()
         outbox, self._outbox = self._outbox, []
+        if not outbox:
+            return
         if self.channel is None:
             return
         for start in range(0, len(outbox), BULK_CHUNK):
@@ -332,6 +364,11 @@ class ReplicatedLocationStore:
 
     def _applySave(self, values: Any) -> None:
         binding = bindingFromTuple(values)
+        saveIfNewer = getattr(self.inner, "saveIfNewer", None)
+        if saveIfNewer is not None:
+            if saveIfNewer(binding, self.clock.seconds()):
+                self.applied += 1
+            return
         if binding.expires <= self.clock.seconds():
             return
         current: list[Binding] = []
