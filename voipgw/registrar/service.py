@@ -55,6 +55,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from voipgw.coroutines import startCoroutine
 from voipgw.db.errors import DatabaseUnavailable
 from voipgw.interfaces import ISIPApplication
 from voipgw.location.binding import Binding
@@ -203,7 +204,7 @@ class Registrar(Service):
     # -- ISIPApplication ---------------------------------------------------------
 
     def handleRequest(self, request: Request, transaction: Any) -> None:
-        d = defer.ensureDeferred(self.processRegister(request, transaction))
+        d = startCoroutine(self.processRegister(request, transaction))
         d.addErrback(self._crashed, request, transaction)
 
     def _crashed(self, failure: Failure, request: Request, transaction: Any) -> None:
