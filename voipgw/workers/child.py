@@ -143,6 +143,10 @@ def main(argv: list[str]) -> int:
             channel = ReplicationChannel(spec["runDir"], index, count, store.receive)
             store.attach(channel)
     node = composeNode(config, reactor, store=store)
+    from voipgw.gcwatch import GCWatch
+
+    gcWatch = GCWatch(reactor)
+    gcWatch.addGauges(node.counters)
 
     async def start() -> None:
         if channel is not None:
@@ -160,6 +164,7 @@ def main(argv: list[str]) -> int:
         tuneGC()
         gc.collect()
         gc.freeze()
+        gcWatch.install()
         ports = {
             listener.name: listener.port for listener in node.transports.privateListeners
         }
