@@ -7,10 +7,14 @@ timer C, stateless ACK and stray 2xx forwarding.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from twisted.trial import unittest
 
 from voipgw.sip.message import Response, parseMessage
 from voipgw.testing.routing import CALLER, RoutingHarness
+from voipgw.transaction.client import buildCancel
 from voipgw.transaction.timers import TimerSettings
 from voipgw.transport.address import Address
 
@@ -443,3 +447,73 @@ class ForwardedCopyTests(ProxyTestCase):
         self.assertEqual(len(fresh.vias), 1)
         self.assertEqual(fresh.vias[0].host, CALLER.host)
         self.assertEqual(str(ringing.message.vias[0]), str(fresh.vias[0]))  # type: ignore[attr-defined]
+
+
+class ReleaseTests(ProxyTestCase):
+    """
+    A finished proxy context is freed by reference counting, without the
+    garbage collector: a worker freezes its old objects (voipgw.gcfreeze),
+    and a reference cycle among frozen objects would never be freed.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        gc.disable()
+        self.addCleanup(gc.enable)
+
+    def contextOf(self) -> "weakref.ref[object]":
+        [context] = self.h.service.contexts
+        return weakref.ref(context)
+
+    def assertFreed(self, *refs: "weakref.ref[object]") -> None:
+        self.h.pump(70, 2)
+        self.h.clear()  # the fake network keeps what was sent, with its onError callbacks
+        self.assertEqual([ref() for ref in refs], [None] * len(refs))
+
+    def test_answeredCall(self) -> None:
+        self.h.register("bob@example.com", CALLEE)
+        self.h.receive(self.h.invite("sip:bob@example.com"))
+        context = self.contextOf()
+        [server] = self.h.transactions.server.values()
+        [client] = self.h.transactions.client.values()
+        serverRef, clientRef = weakref.ref(server), weakref.ref(client)
+        del server, client
+        invite = self.h.lastRequest("INVITE")
+        self.h.answer(invite, 180)
+        self.h.answer(invite, 200)
+        del invite  # a sent message keeps its onError callback (the client transaction)
+        self.assertFreed(context, serverRef, clientRef)
+
+    def test_forkedWithCancelledBranch(self) -> None:
+        self.h.register("bob@example.com", "sip:bob@192.0.2.20:5060")
+        self.h.register("bob@example.com", "sip:bob@192.0.2.21:5060")
+        self.h.receive(self.h.invite("sip:bob@example.com"))
+        context = self.contextOf()
+        first, second = self.h.requests("INVITE")
+        self.h.answer(first, 180)
+        self.h.answer(second, 200, toTag="other")
+        self.h.answer(self.h.lastRequest("CANCEL"), 200)
+        self.h.answer(first, 487)
+        del first, second
+        self.assertFreed(context)
+
+    def test_timedOutBranchFailsOver(self) -> None:
+        """No answer from the first address: the context lives on for the failover, then is freed."""
+        self.h.register("bob@example.com", CALLEE)
+        self.h.receive(self.h.request("OPTIONS", "sip:bob@example.com"))
+        context = self.contextOf()
+        self.h.pump(40, 2)  # timer F: the branch gives up with a 408
+        self.assertEqual(self.finals(), [408])
+        self.assertFreed(context)
+
+    def test_callerCancels(self) -> None:
+        self.h.register("bob@example.com", CALLEE)
+        invite = self.h.invite("sip:bob@example.com")
+        self.h.receive(invite)
+        context = self.contextOf()
+        self.h.answer(self.h.lastRequest("INVITE"), 180)
+        self.h.receive(buildCancel(parseMessage(invite.encode())))  # type: ignore[arg-type]
+        self.h.answer(self.h.lastRequest("CANCEL"), 200)
+        self.h.answer(self.h.lastRequest("INVITE"), 487)
+        self.assertEqual(self.finals(), [200, 487])  # the CANCEL's, the INVITE's
+        self.assertFreed(context)

@@ -120,6 +120,7 @@ class Branch:
         recordRoutes = service.recordRouteValues(context, destination) if context.recordRoute else ()
         request = self.request = forwardCopy(self.base, via[0], recordRoutes, via[1])
         self.transaction = service.transactions.request(request, destination, self, addVia=False)
+        context.track(self.transaction)
         if context.isInvite and self.state == self.PENDING:
             self.restartTimerC()
 
@@ -293,9 +294,47 @@ class ProxyContext:
         self.cancelled = False
         self.done = False
         self.recordRoute = service.shouldRecordRoute(request)
+        #: Transactions of this context not yet terminated (see L{track}).
+        self._live = 0
+        self._releasing = False
         if self.isInvite:
             transaction.onCancel(self._callerCancelled)
         transaction.onFailure(self._serverFailed)
+        self.track(transaction)
+
+    def track(self, transaction: Any) -> None:
+        """
+        Count C{transaction} (the server transaction, or a branch's client
+        transaction) as live until it terminates.  Once the context is done
+        and none is live, L{_release} breaks the context's reference cycles
+        (context -> branches -> context, branch <-> client transaction), so
+        a finished call is freed by reference counting at once instead of
+        waiting, with every object it holds, for a full garbage collection.
+        """
+        if transaction is None or transaction.state == transaction.TERMINATED:
+            return
+        self._live += 1
+        transaction.onTerminate(self._transactionEnded)
+
+    def _transactionEnded(self, transaction: Any) -> None:
+        self._live -= 1
+        self._releaseWhenIdle()
+
+    def _releaseWhenIdle(self) -> None:
+        if self._live == 0 and self.done and not self._releasing:
+            # on the next turn: the callbacks of the transaction that just
+            # ended (a timeout, a failover to the next address) run first
+            self._releasing = True
+            self.service.clock.callLater(0, self._release)
+
+    def _release(self) -> None:
+        self._releasing = False
+        if self._live or not self.done:
+            return  # a failover started another transaction
+        for branch in self.branches:
+            branch.transaction = None
+        self.branches = []
+        self.groups = []
 
     @property
     def vias(self) -> list[str]:
@@ -398,6 +437,7 @@ class ProxyContext:
         if not self.finalSent:
             self.finalSent = True
             self._sendBest()
+        self._releaseWhenIdle()
 
     def _sendBest(self) -> None:
         outcomes = [b.outcome for b in self.branches if b.outcome is not None]

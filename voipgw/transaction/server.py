@@ -163,10 +163,21 @@ class ServerTransaction(Transaction):
         self.layer.counters.increment("transactions.transport_errors")
         self._fail(reason)
 
+    def terminate(self) -> None:
+        """
+        Enter Terminated (L{Transaction.terminate}) and drop the CANCEL and
+        failure callbacks: none can fire any more, and they usually point
+        back here through the application (a proxy context holds its
+        server transaction), a cycle only the garbage collector could free.
+        """
+        super().terminate()
+        self._cancelCallbacks = None
+        self._failureCallbacks = None
+
     def _fail(self, reason: str) -> None:
         self.failure = reason
-        self.terminate()
         callbacks, self._failureCallbacks = self._failureCallbacks, None
+        self.terminate()
         for callback in callbacks or ():
             try:
                 callback(self, reason)
