@@ -105,6 +105,9 @@ class NodeConfig:
     transport: TransportSettings = field(default_factory=TransportSettings)
     timers: TimerSettings = field(default_factory=TimerSettings)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
+    #: Seconds between a worker's freezes of its old objects
+    #: (L{voipgw.gcfreeze}); 0 turns freezing off ([node] gc_freeze_interval).
+    gcFreezeInterval: float = 1.0
     #: Raw sections for services that parse their own ([subscribers], ...).
     sections: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -146,6 +149,7 @@ def parseConfig(sections: dict[str, dict[str, str]]) -> NodeConfig:
     config.advertise = advertise
     config.domains = [d.lower() for d in node.getList("domain")] or defaultDomains(config.listen, advertise)
     config.dataDir = node.get("data_dir", "data") or "data"
+    config.gcFreezeInterval = node.getFloat("gc_freeze_interval", 1.0, 0.0, 3600.0)
 
     transport = Section("transport", config.section("transport"))
     limits = Limits(

@@ -147,6 +147,11 @@ def main(argv: list[str]) -> int:
 
     gcWatch = GCWatch(reactor)
     gcWatch.addGauges(node.counters)
+    from voipgw.gcfreeze import OldObjectFreezer
+
+    freezer = OldObjectFreezer(reactor, config.gcFreezeInterval) if config.gcFreezeInterval > 0 else None
+    if freezer is not None:
+        freezer.addGauges(node.counters)
 
     async def start() -> None:
         if channel is not None:
@@ -163,8 +168,11 @@ def main(argv: list[str]) -> int:
         # them out of the collector's generations (fewer, shorter pauses)
         tuneGC()
         gc.collect()
-        gc.freeze()
         gcWatch.install()
+        if freezer is not None:
+            freezer.start()  # freezes what start-up built, then every interval
+        else:
+            gc.freeze()
         ports = {
             listener.name: listener.port for listener in node.transports.privateListeners
         }
@@ -180,6 +188,8 @@ def main(argv: list[str]) -> int:
         return d
 
     async def _stop() -> None:
+        if freezer is not None:
+            freezer.stop()
         await node.stopService()
         if channel is not None:
             await channel.close()
