@@ -56,7 +56,7 @@ class OldObjectFreezer:
         interval: float = DEFAULT_INTERVAL,
         checkEvery: float = 60.0,
         growthLimit: float = 2.0,
-        floor: int = 1_000_000,
+        floor: int = 250_000,
         gcModule: Any = gc,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
