@@ -40,7 +40,7 @@ class FreezerTests(TestCase):
         self.clock = task.Clock()
         self.gc = FakeGC()
         self.freezer = OldObjectFreezer(self.clock, interval=1.0, checkEvery=10.0, growthLimit=2.0,
-                                        floor=150, gcModule=self.gc)
+                                        floor=150, fullInterval=15.0, gcModule=self.gc)
         self.freezer.start()
         self.addCleanup(self.freezer.stop)
 
@@ -64,6 +64,19 @@ class FreezerTests(TestCase):
         self.assertEqual(stats["full_collections"], 1)
         self.assertEqual(stats["last_full_freed"], 120)
         self.assertEqual(self.freezer.baseline, 130)
+
+    def test_fullCollectionsSpacedOut(self) -> None:
+        """Growth that is not a leak (a busier node) costs one full collection per fullInterval at most."""
+        self.gc.frozenCount = 250
+        self.clock.pump([1.0] * 10)  # the first check: 10 s after start, within fullInterval
+        self.assertNotIn("collect", self.gc.calls)
+        self.clock.pump([1.0] * 10)  # 20 s: due
+        self.assertEqual(self.gc.calls.count("collect"), 1)
+        self.gc.frozenCount = 1000  # still growing, nothing freed
+        self.clock.pump([1.0] * 10)  # 30 s: the last full collection was 10 s ago
+        self.assertEqual(self.gc.calls.count("collect"), 1)
+        self.clock.pump([1.0] * 10)  # 40 s
+        self.assertEqual(self.gc.calls.count("collect"), 2)
 
     def test_floor(self) -> None:
         """Below the floor, growth alone does not trigger a full collection."""
