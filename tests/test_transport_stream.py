@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import tempfile
+import weakref
 
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
@@ -185,6 +187,38 @@ class TCPTests(unittest.TestCase):
         data = await client.waitFor(2)
         self.assertEqual(data.count(b"SIP/2.0 200 OK"), 2)
         self.assertEqual(service.counters.get("connections.tcp.opened"), 1)
+
+    async def test_closedConnectionFreedWithoutCollector(self) -> None:
+        """
+        A closed connection leaves no reference cycle (protocol <-> transport,
+        protocol -> peer -> protocol): workers freeze old objects, and a
+        frozen cycle would never be freed.
+        """
+        service = self.startService(["tcp:127.0.0.1:0"])
+        received: list[int] = []
+        # keeps no message (its source Address names the connection)
+        service.receiver = type("Counter", (), {"receiveMessage": lambda self, m, s: received.append(1)})()  # type: ignore[assignment]
+        port = service.listenerFor("tcp").port  # type: ignore[union-attr]
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        client = ClientProtocol()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        client.transport.write(request(1))  # type: ignore[union-attr]
+        for _ in range(100):
+            if received:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        [server] = service.connections.values()
+        ref = weakref.ref(server)
+        del server
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        await client.lost
+        for _ in range(100):
+            if ref() is None:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertIsNone(ref())
 
     async def test_outboundConnectionOpenedAndReused(self) -> None:
         """Sending to a TCP destination opens one connection and reuses it."""

@@ -57,6 +57,13 @@ class SIPStreamProtocol(Protocol):
             self._idleCall.cancel()
         self._idleCall = None
         self.service.connectionLost(self)
+        # break the cycles protocol <-> transport and protocol -> peer ->
+        # protocol, so the connection is freed by reference counting (a
+        # worker freezes old objects, and frozen cycles are not collected)
+        self.pending = []
+        self.transport = None
+        if self.peer is not None:
+            self.peer = Address(self.peer.transport, self.peer.host, self.peer.port)
 
     def _resetIdle(self) -> None:
         timeout = self.service.settings.idleTimeout
@@ -83,7 +90,8 @@ class SIPStreamProtocol(Protocol):
         self.log.warn("dropping {transport} connection from {peer}: {why}", transport=self.transportName, peer=str(self.peer), why=why)
         self.service.counters.increment("connections.aborted")
         self._buffer = b""
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     # -- framing -------------------------------------------------------------
 
