@@ -91,7 +91,7 @@ class SIPStreamProtocol(Protocol):
         self.service.counters.increment("connections.aborted")
         self._buffer = b""
         if self.transport is not None:
-            self.transport.abortConnection()
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     # -- framing -------------------------------------------------------------
 
