@@ -433,7 +433,7 @@ class TransportService(Service):
             try:
                 source.connection.sendBytes(response.toBytes(), destination)
             except Exception as e:
-                self._sendFailed(onError, destination, str(e))
+                self._sendFailed(onError, destination, str(e), response)
             return
         self.send(response, destination, onError)
 
@@ -454,7 +454,7 @@ class TransportService(Service):
             try:
                 listener.protocol.sendBytes(data, destination)
             except Exception as e:
-                self._sendFailed(onError, destination, str(e))
+                self._sendFailed(onError, destination, str(e), message)
             return
         connection = destination.connection
         if connection is None or not connection.connected:
@@ -465,9 +465,17 @@ class TransportService(Service):
                 return
         connection.sendBytes(data, destination)
 
-    def _sendFailed(self, onError: Optional[Callable[[str], None]], destination: Address, reason: str) -> None:
+    def _sendFailed(self, onError: Optional[Callable[[str], None]], destination: Address, reason: str,
+                    message: Optional[Message] = None) -> None:
         self.counters.increment("send_errors")
-        self._faults.warn("send", "cannot send to {destination}: {reason} ({suppressed} similar suppressed)", destination=str(destination), reason=reason)
+        what = ""
+        if message is not None:
+            try:
+                what = f"{message.startLine()[:80]} (Call-ID {(message.callId or '')[:80]}, Via {(message.getHeader('Via') or '')[:120]})"
+            except Exception:
+                what = message.startLine()[:80]
+        self._faults.warn("send", "cannot send {message} to {destination}: {reason} ({suppressed} similar suppressed)",
+                          message=what or "a message", destination=str(destination), reason=reason)
         if onError is not None:
             self.clock.callLater(0, onError, reason)
 
