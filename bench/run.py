@@ -164,6 +164,14 @@ class Server:
         rss = [rssKiB(p) for p in self.pids()]
         return {"rss_kib": sum(r for r, _ in rss), "hwm_kib": sum(h for _, h in rss), "processes": len(rss)}
 
+    def logOffset(self) -> int:
+        """Where the server's log ends now (for L{logEvents})."""
+        return 0
+
+    def logEvents(self, offset: int) -> dict[str, Any]:
+        """What the server logged since C{offset} that explains a rung (voipgw: GC pauses, overload)."""
+        return {}
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -264,6 +272,26 @@ class VoipgwServer(Server):
 
     def pids(self) -> list[int]:
         return list(self.workerPids)
+
+    def logOffset(self) -> int:
+        path = os.path.join(self.work, "pool.log")
+        return os.path.getsize(path) if os.path.exists(path) else 0
+
+    def logEvents(self, offset: int) -> dict[str, Any]:
+        """Garbage-collection pauses of 100 ms or more, overload episodes and stale drops logged since C{offset}."""
+        path = os.path.join(self.work, "pool.log")
+        if not os.path.exists(path):
+            return {}
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            text = f.read()
+        pauses = [float(m) for m in re.findall(r"paused the worker (\d+) ms", text)]
+        return {
+            "gc_pauses_over_100ms": len(pauses), "gc_pause_max_ms": max(pauses, default=0.0),
+            "overload_episodes": text.count("answering part of the new requests 503"),
+            "stale_drop_lines": text.count("in the receive queue (overload"),
+            "send_error_lines": text.count("cannot send"),
+        }
 
 
 class KamailioServer(Server):
@@ -605,8 +633,10 @@ def ladder(scenario: str, server: Server, rates: list[int], seconds: float, work
     rungs: list[dict[str, Any]] = []
 
     def rung(rate: int, phase: str) -> bool:
+        offset = server.logOffset()
         result = runSipp(scenario, server, rate, seconds, work, keys, inf, uas)
         result["phase"] = phase
+        result["server_log"] = server.logEvents(offset)
         result["memory"] = server.memory()
         rungs.append(result)
         rtt = result["rtt"].get("rtd1", {})
@@ -615,6 +645,9 @@ def ladder(scenario: str, server: Server, rates: list[int], seconds: float, work
               f"p50={rtt.get('p50_ms', '-')}ms p99={rtt.get('p99_ms', '-')}ms "
               f"cpu={result['server_cpu_s']}s drops={result['udp_drops']} sipp_cpu={result['sipp_cpu_s']} "
               f"{'clean' if result['clean'] else 'NOT CLEAN'}{' (refine)' if phase == 'refine' else ''}", flush=True)
+        events = {k: v for k, v in result["server_log"].items() if v}
+        if events:
+            print(f"      server log: {events}", flush=True)
         if result["clean"]:
             time.sleep(1.0)  # let retransmission timers and transactions drain
             return True
