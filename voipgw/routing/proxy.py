@@ -520,7 +520,11 @@ def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[st
 
 
 def popTopVia(message: Message) -> None:
-    """Remove the topmost Via value (ours) in place: one list edit, no re-parse."""
+    """
+    Remove the topmost Via value (ours) in place: one list edit, no
+    re-parse.  The Vias parsed already stay parsed, less the top one (the
+    response is routed by the next one, RFC 3261 §18.2.2).
+    """
     headers = message.headers
     for index, (name, value) in enumerate(headers):
         if name == "Via":
@@ -533,4 +537,12 @@ def popTopVia(message: Message) -> None:
             else:
                 del headers[index]
             break
-    message._cache.pop("Via", None)
+    else:
+        return
+    cache = message._cache
+    vias = cache.get("Via")
+    if vias:
+        # a new list: the parsed list may be shared with another message
+        cache["Via"] = vias[1:]  # type: ignore[index]
+    else:
+        cache.pop("Via", None)
