@@ -97,6 +97,25 @@ class InviteServerProceedingTests(ServerTestCase):
         self.assertEqual(ringing.parsed().toAddress.tag, t.toTag)
         self.assertEqual(t.state, Transaction.PROCEEDING)
 
+    def test_noTryingTimerIfTUAnswersAtOnce(self) -> None:
+        """A TU answering inside handleRequest (a proxy's 100) leaves no 100 Trying timer behind."""
+        self.user.onRequest = lambda r, t: t.respond(100)
+        t = self.newTransaction(request())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.h.advance(1)
+        self.assertEqual([(s.message.code, s.time) for s in self.h.sent()], [(100, 0)])
+        self.assertEqual(t.state, Transaction.PROCEEDING)
+
+    def test_noTryingAfterTUFailure(self) -> None:
+        """A TU raising in handleRequest: 500 at once, no 100 Trying after it."""
+        def fail(r: Any, t: Any) -> None:
+            raise RuntimeError("boom")
+        self.user.onRequest = fail
+        self.newTransaction(request())
+        self.flushLoggedErrors(RuntimeError)
+        self.h.advance(0.24)  # (timer G resends the 500 at T1)
+        self.assertEqual([(s.message.code, s.time) for s in self.h.sent()], [(500, 0)])
+
     def test_retransmissionsAbsorbed(self) -> None:
         """N retransmissions: the TU sees the INVITE once, each gets the last provisional again."""
         t = self.newTransaction(request())

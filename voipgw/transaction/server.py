@@ -223,7 +223,17 @@ class InviteServerTransaction(ServerTransaction):
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
         super().__init__(layer, key, request, source, self.PROCEEDING)
         self._timerG = layer.timers.T1
-        self.startTimer("trying", layer.timers.trying, self._sendTrying)
+
+    def handedOver(self) -> None:
+        """
+        The TU has had the request (the layer calls this once
+        C{handleRequest} returns): unless it answered already, as a proxy
+        does at once, 100 Trying goes out after C{trying} seconds
+        (§17.2.1).  Arming the timer only now spares the usual INVITE a
+        timer started and cancelled at once.
+        """
+        if self.lastResponse is None and self.state == self.PROCEEDING:
+            self.startTimer("trying", self.layer.timers.trying, self._sendTrying)
 
     def _sendTrying(self) -> None:
         if self.lastResponse is None and self.state == self.PROCEEDING:
