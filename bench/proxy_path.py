@@ -93,6 +93,11 @@ class HeapClock:
             when, _, call = heapq.heappop(heap)
             if call.cancelled or call.called or call.time != when:
                 continue
+            if call.delayed_time > 0.0:
+                # moved later by reset(): requeue at the new time, as the reactor does
+                call.activate_delay()
+                self._push(call)
+                continue
             call.called = 1
             call.func(*call.args, **call.kw)
 

@@ -236,8 +236,13 @@ class Branch:
         self.finish(Outcome(480 if self.cancelledByTimerC else 487, None))
 
     def restartTimerC(self) -> None:
-        self._cancelTimer("_timerC")
         service = self.context.service
+        call = self._timerC
+        if call is not None and call.active():
+            # each provisional restarts it: moving a DelayedCall later
+            # costs the reactor no new call and no heap operation
+            call.reset(service.config.timerC)
+            return
         self._timerC = service.clock.callLater(service.config.timerC, self._timerCExpired)
 
     def _timerCExpired(self) -> None:
@@ -263,8 +268,16 @@ class Branch:
         setattr(self, name, None)
 
     def _stopTimers(self) -> None:
-        self._cancelTimer("_timerC")
-        self._cancelTimer("_guard")
+        call = self._timerC
+        if call is not None:
+            self._timerC = None
+            if call.active():
+                call.cancel()
+        call = self._guard
+        if call is not None:
+            self._guard = None
+            if call.active():
+                call.cancel()
 
 
 class ProxyContext:
