@@ -152,6 +152,20 @@ class InviteServerCompletedTests(ServerTestCase):
     #: G retransmissions after the final response at 0: T1, then doubling, capped at T2, until H (64*T1 = 16 s).
     G_TIMES = [0.25, 0.75, 1.75, 3.75, 5.75, 7.75, 9.75, 11.75, 13.75, 15.75]
 
+    def test_removedCallbacksNotCalled(self) -> None:
+        """Callbacks taken back with removeCallbacks are not called; the others still are."""
+        t = self.newTransaction(request())
+        removed: list[Any] = []
+        def gone(*args: Any) -> None:
+            removed.append(args)
+        t.onFailure(gone)
+        t.onCancel(gone)
+        t.removeCallbacks(gone)
+        t.respond(486)
+        self.h.advanceTo(SIXTY_FOUR_T1)
+        self.assertEqual(self.failures, [(t, "timeout", 16.0)])
+        self.assertEqual(removed, [])
+
     def test_timerGAndH(self) -> None:
         """Over UDP the final response is retransmitted on timer G until timer H reports a failure."""
         t = self.newTransaction(request())

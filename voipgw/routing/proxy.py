@@ -407,6 +407,9 @@ class ProxyContext:
             self._checkDone()
             return
         self.done = True
+        # the caller's CANCEL and a failure of the server transaction no
+        # longer concern this context: let the transaction forget it
+        self.transaction.removeCallbacks(self._callerCancelled, self._serverFailed)
         self.service.contextDone(self)
         if not self.finalSent:
             self.finalSent = True

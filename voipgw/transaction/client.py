@@ -153,6 +153,10 @@ class NonInviteClientTransaction(ClientTransaction):
         else:
             self.startTimer("K", delay, self.terminate)
         self.user.responseReceived(response, self)
+        # Timer K only absorbs retransmissions of the final response: the
+        # request's parsed headers are not needed (they parse again if
+        # anyone asks).
+        self.request.invalidate()
 
 
 class InviteClientTransaction(ClientTransaction):
@@ -206,6 +210,10 @@ class InviteClientTransaction(ClientTransaction):
                 self.state = self.ACCEPTED
                 self.startTimer("M", self.layer.timers.M, self.terminate)
                 self.user.responseReceived(response, self)
+                # For the 32 s of timer M this transaction only passes 2xx
+                # retransmissions on: the request's parsed headers are not
+                # needed (they parse again if anyone asks).
+                self.request.invalidate()
                 return
             self.state = self.COMPLETED
             delay = self.timerFor(self.layer.timers.D)
