@@ -93,6 +93,11 @@ class HeapClock:
             when, _, call = heapq.heappop(heap)
             if call.cancelled or call.called or call.time != when:
                 continue
+            if call.delayed_time > 0.0:
+                # moved later by reset(): requeue at the new time, as the reactor does
+                call.activate_delay()
+                self._push(call)
+                continue
             call.called = 1
             call.func(*call.args, **call.kw)
 
@@ -235,9 +240,18 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="simulated calls/s (clock step per call)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile the run, print the top N")
     parser.add_argument("--profile-out", default=None, help="write cProfile stats here")
+    parser.add_argument("--worker-gc", action="store_true",
+                        help="collect as a worker does (gc.freeze, voipgw.workers.child.GC_THRESHOLDS); "
+                             "with --warmup 20000 the run is in steady state (timers L, M, J: 32 s)")
     args = parser.parse_args()
 
     driver = CallDriver()
+    if args.worker_gc:
+        from voipgw.workers.child import GC_THRESHOLDS
+
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     driver.run(args.warmup, args.rate)
     if driver.problems:
         print("warm-up calls failed:", driver.problems[:5])

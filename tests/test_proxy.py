@@ -12,7 +12,7 @@ import weakref
 
 from twisted.trial import unittest
 
-from voipgw.sip.message import Response, parseMessage
+from voipgw.sip.message import Response, parseMessage, responseTo
 from voipgw.testing.routing import CALLER, RoutingHarness
 from voipgw.transaction.client import buildCancel
 from voipgw.transaction.timers import TimerSettings
@@ -447,6 +447,22 @@ class ForwardedCopyTests(ProxyTestCase):
         self.assertEqual(len(fresh.vias), 1)
         self.assertEqual(fresh.vias[0].host, CALLER.host)
         self.assertEqual(str(ringing.message.vias[0]), str(fresh.vias[0]))  # type: ignore[attr-defined]
+
+    def test_relayedResponseFoldedViasParsedAsWire(self) -> None:
+        """Our Via folded into one line with the others: the parsed Vias left match the wire."""
+        self.h.register("bob@example.com", CALLEE)
+        self.h.receive(self.h.invite("sip:bob@example.com", headers=(
+            ("Via", "SIP/2.0/UDP 198.51.100.9;branch=z9hG4bKup, SIP/2.0/TCP 198.51.100.10;branch=z9hG4bKup2"),)))
+        sent = self.h.lastRequest("INVITE")
+        request = sent.parsed()
+        response = responseTo(request, 180, None, "callee")  # type: ignore[arg-type]
+        response.setHeader("Via", ", ".join(request.getHeaderValues("Via")))
+        self.assertEqual(len(response.getHeaderValues("Via")), 4)
+        self.h.receive(response.toBytes(), sent.destination)
+        [ringing] = self.h.responses(180)
+        self.assertParsedAsWire(ringing.message)
+        self.assertEqual(len(ringing.message.vias), 3)  # type: ignore[attr-defined]
+        self.assertEqual(ringing.message.vias[0].host, CALLER.host)  # type: ignore[attr-defined]
 
 
 class ReleaseTests(ProxyTestCase):

@@ -71,6 +71,14 @@ class NonInviteClientTests(ClientTestCase):
         self.assertEqual((self.tu.responses, self.tu.failures), ([], []))
         self.assertGone()
 
+    def test_lateTimerE(self) -> None:
+        """A clock jump past timer F: the overdue E resends once, then F times out at once."""
+        t = self.start("OPTIONS")
+        self.clock.advance(100.0)  # one late turn, as a stalled reactor runs it
+        self.assertEqual(len(self.requestsSent("OPTIONS")), 2)
+        self.assertEqual(self.tu.timeouts, [(t, 100.0)])
+        self.assertGone()
+
     def test_lateResponseIsStray(self) -> None:
         """After timer F a response matches nothing and is stray."""
         t = self.start("OPTIONS")
@@ -159,6 +167,14 @@ class InviteClientCallingTests(ClientTestCase):
         self.h.advance(100)
         self.assertEqual(len(self.tu.timeouts), 1)
         self.assertEqual(len(self.requestsSent("INVITE")), 7)
+        self.assertGone()
+
+    def test_lateTimerA(self) -> None:
+        """A clock jump past timer B: the overdue A resends once, then B times out at once."""
+        t = self.start()
+        self.clock.advance(100.0)  # one late turn, as a stalled reactor runs it
+        self.assertEqual(len(self.requestsSent("INVITE")), 2)
+        self.assertEqual(self.tu.timeouts, [(t, 100.0)])
         self.assertGone()
 
     def test_tcpNoTimerA(self) -> None:

@@ -97,6 +97,25 @@ class InviteServerProceedingTests(ServerTestCase):
         self.assertEqual(ringing.parsed().toAddress.tag, t.toTag)
         self.assertEqual(t.state, Transaction.PROCEEDING)
 
+    def test_noTryingTimerIfTUAnswersAtOnce(self) -> None:
+        """A TU answering inside handleRequest (a proxy's 100) leaves no 100 Trying timer behind."""
+        self.user.onRequest = lambda r, t: t.respond(100)
+        t = self.newTransaction(request())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.h.advance(1)
+        self.assertEqual([(s.message.code, s.time) for s in self.h.sent()], [(100, 0)])
+        self.assertEqual(t.state, Transaction.PROCEEDING)
+
+    def test_noTryingAfterTUFailure(self) -> None:
+        """A TU raising in handleRequest: 500 at once, no 100 Trying after it."""
+        def fail(r: Any, t: Any) -> None:
+            raise RuntimeError("boom")
+        self.user.onRequest = fail
+        self.newTransaction(request())
+        self.flushLoggedErrors(RuntimeError)
+        self.h.advance(0.24)  # (timer G resends the 500 at T1)
+        self.assertEqual([(s.message.code, s.time) for s in self.h.sent()], [(500, 0)])
+
     def test_retransmissionsAbsorbed(self) -> None:
         """N retransmissions: the TU sees the INVITE once, each gets the last provisional again."""
         t = self.newTransaction(request())
@@ -132,6 +151,20 @@ class InviteServerCompletedTests(ServerTestCase):
 
     #: G retransmissions after the final response at 0: T1, then doubling, capped at T2, until H (64*T1 = 16 s).
     G_TIMES = [0.25, 0.75, 1.75, 3.75, 5.75, 7.75, 9.75, 11.75, 13.75, 15.75]
+
+    def test_removedCallbacksNotCalled(self) -> None:
+        """Callbacks taken back with removeCallbacks are not called; the others still are."""
+        t = self.newTransaction(request())
+        removed: list[Any] = []
+        def gone(*args: Any) -> None:
+            removed.append(args)
+        t.onFailure(gone)
+        t.onCancel(gone)
+        t.removeCallbacks(gone)
+        t.respond(486)
+        self.h.advanceTo(SIXTY_FOUR_T1)
+        self.assertEqual(self.failures, [(t, "timeout", 16.0)])
+        self.assertEqual(removed, [])
 
     def test_timerGAndH(self) -> None:
         """Over UDP the final response is retransmitted on timer G until timer H reports a failure."""

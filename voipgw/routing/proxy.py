@@ -237,8 +237,13 @@ class Branch:
         self.finish(Outcome(480 if self.cancelledByTimerC else 487, None))
 
     def restartTimerC(self) -> None:
-        self._cancelTimer("_timerC")
         service = self.context.service
+        call = self._timerC
+        if call is not None and call.active():
+            # each provisional restarts it: moving a DelayedCall later
+            # costs the reactor no new call and no heap operation
+            call.reset(service.config.timerC)
+            return
         self._timerC = service.clock.callLater(service.config.timerC, self._timerCExpired)
 
     def _timerCExpired(self) -> None:
@@ -264,8 +269,16 @@ class Branch:
         setattr(self, name, None)
 
     def _stopTimers(self) -> None:
-        self._cancelTimer("_timerC")
-        self._cancelTimer("_guard")
+        call = self._timerC
+        if call is not None:
+            self._timerC = None
+            if call.active():
+                call.cancel()
+        call = self._guard
+        if call is not None:
+            self._guard = None
+            if call.active():
+                call.cancel()
 
 
 class ProxyContext:
@@ -433,6 +446,9 @@ class ProxyContext:
             self._checkDone()
             return
         self.done = True
+        # the caller's CANCEL and a failure of the server transaction no
+        # longer concern this context: let the transaction forget it
+        self.transaction.removeCallbacks(self._callerCancelled, self._serverFailed)
         self.service.contextDone(self)
         if not self.finalSent:
             self.finalSent = True
@@ -560,7 +576,11 @@ def forwardCopy(base: Request, via: str, recordRoutes: tuple[str, ...] | list[st
 
 
 def popTopVia(message: Message) -> None:
-    """Remove the topmost Via value (ours) in place: one list edit, no re-parse."""
+    """
+    Remove the topmost Via value (ours) in place: one list edit, no
+    re-parse.  The Vias parsed already stay parsed, less the top one (the
+    response is routed by the next one, RFC 3261 §18.2.2).
+    """
     headers = message.headers
     for index, (name, value) in enumerate(headers):
         if name == "Via":
@@ -573,4 +593,12 @@ def popTopVia(message: Message) -> None:
             else:
                 del headers[index]
             break
-    message._cache.pop("Via", None)
+    else:
+        return
+    cache = message._cache
+    vias = cache.get("Via")
+    if vias:
+        # a new list: the parsed list may be shared with another message
+        cache["Via"] = vias[1:]  # type: ignore[index]
+    else:
+        cache.pop("Via", None)

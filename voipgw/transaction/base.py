@@ -36,21 +36,24 @@ class Transaction:
         raise NotImplementedError
 
     def startTimer(self, name: str, delay: float, handler: Callable[[], None]) -> None:
-        """(Re)start timer C{name}; a terminated transaction starts no timers."""
-        self.cancelTimer(name)
+        """
+        (Re)start timer C{name}; a terminated transaction starts no timers.
+        L{terminate} cancels every timer, so a handler never runs after it;
+        a timer that has fired stays in C{_timers}, inactive, until it is
+        started again or the transaction ends.
+        """
+        timers = self._timers
+        call = timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
         if self.state == self.TERMINATED:
             return
         if name in COARSE_TIMERS:
             # wait timers (J, K, H, ...) may fire late, never early: one
             # wheel entry instead of a DelayedCall in the reactor's heap
-            self._timers[name] = self.layer.wheel.callLater(delay, self._fire, name, handler)
+            timers[name] = self.layer.wheel.callLater(delay, handler)
         else:
-            self._timers[name] = self.layer.clock.callLater(delay, self._fire, name, handler)
-
-    def _fire(self, name: str, handler: Callable[[], None]) -> None:
-        self._timers.pop(name, None)
-        if self.state != self.TERMINATED:
-            handler()
+            timers[name] = self.layer.clock.callLater(delay, handler)
 
     def cancelTimer(self, name: str) -> None:
         call = self._timers.pop(name, None)

@@ -105,11 +105,19 @@ class NonInviteClientTransaction(ClientTransaction):
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, destination: Address, user: Any) -> None:
         super().__init__(layer, key, request, destination, user, self.TRYING)
         self._timerE = layer.timers.T1
+        #: When timer F fires (clock time): over UDP it is started only
+        #: once the next timer E would come after it.
+        self._deadlineF = 0.0
 
     def start(self) -> None:
-        if not self.reliable:
+        timers = self.layer.timers
+        if self.reliable:
+            self.startTimer("F", timers.F, self._timeout)
+        else:
+            # Timer E runs as long as timer F matters (Trying and
+            # Proceeding): one timer at a time, E until F comes first.
+            self._deadlineF = self.layer.clock.seconds() + timers.F
             self.startTimer("E", self._timerE, self._retransmit)
-        self.startTimer("F", self.layer.timers.F, self._timeout)
         self._send()
 
     def _retransmit(self) -> None:
@@ -120,7 +128,12 @@ class NonInviteClientTransaction(ClientTransaction):
             self._timerE = min(2 * self._timerE, self.layer.timers.T2)
         else:
             self._timerE = self.layer.timers.T2
-        self.startTimer("E", self._timerE, self._retransmit)
+        remaining = self._deadlineF - self.layer.clock.seconds()
+        if self._timerE < remaining:
+            self.startTimer("E", self._timerE, self._retransmit)
+        else:
+            # (this E was due before F; a late one leaves F due now)
+            self.startTimer("F", max(0.0, remaining), self._timeout)
         self._send()
 
     def receiveResponse(self, response: Response) -> None:
@@ -140,6 +153,10 @@ class NonInviteClientTransaction(ClientTransaction):
         else:
             self.startTimer("K", delay, self.terminate)
         self.user.responseReceived(response, self)
+        # Timer K only absorbs retransmissions of the final response: the
+        # request's parsed headers are not needed (they parse again if
+        # anyone asks).
+        self.request.invalidate()
 
 
 class InviteClientTransaction(ClientTransaction):
@@ -148,12 +165,20 @@ class InviteClientTransaction(ClientTransaction):
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, destination: Address, user: Any) -> None:
         super().__init__(layer, key, request, destination, user, self.CALLING)
         self._timerA = layer.timers.T1
+        #: When timer B fires (clock time): over UDP it is started only
+        #: once the next timer A would come after it.
+        self._deadlineB = 0.0
         self.ack: Optional[Request] = None
 
     def start(self) -> None:
-        if not self.reliable:
+        timers = self.layer.timers
+        if self.reliable:
+            self.startTimer("B", timers.B, self._timeout)
+        else:
+            # Timers A and B both guard Calling only: one timer at a
+            # time, A until B comes first.
+            self._deadlineB = self.layer.clock.seconds() + timers.B
             self.startTimer("A", self._timerA, self._retransmit)
-        self.startTimer("B", self.layer.timers.B, self._timeout)
         self._send()
 
     def _retransmit(self) -> None:
@@ -161,7 +186,12 @@ class InviteClientTransaction(ClientTransaction):
             return
         self.layer.counters.increment("transactions.request_retransmissions")
         self._timerA *= 2
-        self.startTimer("A", self._timerA, self._retransmit)
+        remaining = self._deadlineB - self.layer.clock.seconds()
+        if self._timerA < remaining:
+            self.startTimer("A", self._timerA, self._retransmit)
+        else:
+            # (this A was due before B; a late one leaves B due now)
+            self.startTimer("B", max(0.0, remaining), self._timeout)
         self._send()
 
     def receiveResponse(self, response: Response) -> None:
@@ -180,6 +210,10 @@ class InviteClientTransaction(ClientTransaction):
                 self.state = self.ACCEPTED
                 self.startTimer("M", self.layer.timers.M, self.terminate)
                 self.user.responseReceived(response, self)
+                # For the 32 s of timer M this transaction only passes 2xx
+                # retransmissions on: the request's parsed headers are not
+                # needed (they parse again if anyone asks).
+                self.request.invalidate()
                 return
             self.state = self.COMPLETED
             delay = self.timerFor(self.layer.timers.D)

@@ -136,6 +136,8 @@ class TransactionLayer(Service):
             self.counters.increment("application_errors")
             if transaction.state in (Transaction.TRYING, Transaction.PROCEEDING):
                 transaction.respond(500)
+        if isinstance(transaction, InviteServerTransaction):
+            transaction.handedOver()
 
     def _receiveCancel(self, cancel: Request, transaction: ServerTransaction) -> None:
         """RFC 3261 §9.2: answer the CANCEL, then cancel the INVITE it matches."""

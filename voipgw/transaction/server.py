@@ -138,6 +138,17 @@ class ServerTransaction(Transaction):
             self._failureCallbacks = []
         self._failureCallbacks.append(callback)
 
+    def removeCallbacks(self, *callbacks: Callable[..., None]) -> None:
+        """
+        Stop calling C{callbacks} registered with L{onCancel} or
+        L{onFailure} (a TU done with the transaction lets go of itself).
+        """
+        for attribute in ("_cancelCallbacks", "_failureCallbacks"):
+            registered = getattr(self, attribute)
+            if registered:
+                kept = [c for c in registered if c not in callbacks]
+                setattr(self, attribute, kept or None)
+
     def cancel(self, cancelRequest: Request) -> None:
         """A CANCEL matched this transaction (RFC 3261 §9.2)."""
         if self.cancelled:
@@ -234,7 +245,17 @@ class InviteServerTransaction(ServerTransaction):
     def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
         super().__init__(layer, key, request, source, self.PROCEEDING)
         self._timerG = layer.timers.T1
-        self.startTimer("trying", layer.timers.trying, self._sendTrying)
+
+    def handedOver(self) -> None:
+        """
+        The TU has had the request (the layer calls this once
+        C{handleRequest} returns): unless it answered already, as a proxy
+        does at once, 100 Trying goes out after C{trying} seconds
+        (§17.2.1).  Arming the timer only now spares the usual INVITE a
+        timer started and cancelled at once.
+        """
+        if self.lastResponse is None and self.state == self.PROCEEDING:
+            self.startTimer("trying", self.layer.timers.trying, self._sendTrying)
 
     def _sendTrying(self) -> None:
         if self.lastResponse is None and self.state == self.PROCEEDING:
@@ -245,6 +266,7 @@ class InviteServerTransaction(ServerTransaction):
         code = response.code
         if self.state == self.ACCEPTED and 200 <= code < 300:
             self._transmit(response)  # the TU retransmits its 2xx (RFC 6026 §7.1)
+            response.invalidate()
             return
         if self.state != self.PROCEEDING:
             self.log.warn("ignoring {code} for INVITE transaction in state {state}", code=code, state=self.state)
@@ -257,11 +279,18 @@ class InviteServerTransaction(ServerTransaction):
         if code < 300:
             self.state = self.ACCEPTED
             self.startTimer("L", timers.L, self.terminate)
-        else:
-            self.state = self.COMPLETED
-            if not self.reliable:
-                self.startTimer("G", self._timerG, self._retransmitFinal)
-            self.startTimer("H", timers.H, self._timerH)
+            self._transmit(response)
+            # For the 32 s of timer L this transaction only absorbs
+            # retransmissions and passes the TU's 2xx on: the parsed
+            # headers of the request and the response are not needed
+            # (they parse again if anyone asks).
+            self.request.invalidate()
+            response.invalidate()
+            return
+        self.state = self.COMPLETED
+        if not self.reliable:
+            self.startTimer("G", self._timerG, self._retransmitFinal)
+        self.startTimer("H", timers.H, self._timerH)
         self._transmit(response)
 
     def _retransmitFinal(self) -> None:
