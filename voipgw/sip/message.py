@@ -11,7 +11,7 @@ header through L{Message.setHeader} and friends drops that cache.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Union, cast
 
 from voipgw.sip.address import CSeq, NameAddress, Via, lenientVia, parseAddressList
 from voipgw.sip.errors import MessageTooLarge, SIPParseError
@@ -46,9 +46,6 @@ REASON_PHRASES = {
     600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
-
-_UNSET = object()
-
 
 def _headerText(value: object) -> str:
     """A header value as text; CR and LF would split the header, so refuse them."""
@@ -180,18 +177,36 @@ class Message:
         self._replace(name, [(canonical, _headerText(v)) for v in values])
 
     # -- structured access (parsed on demand, cached) ----------------------
+    #
+    # Each accessor looks in C{_cache} first; a parse error is raised and
+    # nothing cached, so a later access raises it again.
 
-    def _cached(self, key: str, factory):  # type: ignore[no-untyped-def]
-        value = self._cache.get(key, _UNSET)
-        if value is _UNSET:
-            value = factory()
-            self._cache[key] = value
-        return value
+    def _knownValue(self, canonical: str) -> str:
+        """The first value of a known header, by canonical name; raises if absent."""
+        for n, v in self.headers:
+            if n == canonical:
+                return v
+        raise SIPParseError(f"missing {canonical} header")
+
+    def _knownValues(self, canonical: str) -> list[str]:
+        """L{getHeaderValues} for a known list header, by canonical name."""
+        values = [v for n, v in self.headers if n == canonical]
+        if len(values) == 1:
+            return splitCommas(values[0])
+        out: list[str] = []
+        for v in values:
+            out.extend(splitCommas(v))
+        return out
 
     @property
     def vias(self) -> list[Via]:
         """All Via entries, topmost first."""
-        return self._cached("Via", lambda: [Via.parse(v) for v in self.getHeaderValues("Via")])
+        cached = self._cache.get("Via")
+        if cached is not None:
+            return cast("list[Via]", cached)
+        vias = [Via.parse(v) for v in self._knownValues("Via")]
+        self._cache["Via"] = vias
+        return vias
 
     @property
     def topVia(self) -> Via:
@@ -200,44 +215,66 @@ class Message:
             raise SIPParseError("missing Via header")
         return vias[0]
 
-    def _single(self, name: str, parser):  # type: ignore[no-untyped-def]
-        def parse():  # type: ignore[no-untyped-def]
-            value = self.getHeader(name)
-            if value is None:
-                raise SIPParseError(f"missing {name} header")
-            return parser(value)
-
-        return self._cached(name, parse)
+    def _address(self, canonical: str) -> NameAddress:
+        """The parsed From or To header (cached)."""
+        cached = self._cache.get(canonical)
+        if cached is not None:
+            return cast(NameAddress, cached)
+        address = NameAddress.parse(self._knownValue(canonical))
+        self._cache[canonical] = address
+        return address
 
     @property
     def fromAddress(self) -> NameAddress:
-        return self._single("From", NameAddress.parse)
+        return self._address("From")
 
     @property
     def toAddress(self) -> NameAddress:
-        return self._single("To", NameAddress.parse)
+        return self._address("To")
 
     @property
     def callId(self) -> str:
-        return self._single("Call-ID", lambda v: v.strip())
+        cached = self._cache.get("Call-ID")
+        if cached is not None:
+            return cast(str, cached)
+        callId = self._knownValue("Call-ID").strip()
+        self._cache["Call-ID"] = callId
+        return callId
 
     @property
     def cseq(self) -> CSeq:
-        return self._single("CSeq", CSeq.parse)
+        cached = self._cache.get("CSeq")
+        if cached is not None:
+            return cast(CSeq, cached)
+        cseq = CSeq.parse(self._knownValue("CSeq"))
+        self._cache["CSeq"] = cseq
+        return cseq
+
+    def _addressList(self, canonical: str) -> list[NameAddress]:
+        """The parsed Route or Record-Route entries (cached)."""
+        cached = self._cache.get(canonical)
+        if cached is not None:
+            return cast("list[NameAddress]", cached)
+        addresses = [NameAddress.parse(v) for v in self._knownValues(canonical)]
+        self._cache[canonical] = addresses
+        return addresses
 
     @property
     def contacts(self) -> list[NameAddress]:
-        return self._cached("Contact", lambda: parseAddressList(",".join(self.getHeaderValues("Contact"))))
+        cached = self._cache.get("Contact")
+        if cached is not None:
+            return cast("list[NameAddress]", cached)
+        contacts = parseAddressList(",".join(self._knownValues("Contact")))
+        self._cache["Contact"] = contacts
+        return contacts
 
     @property
     def routes(self) -> list[NameAddress]:
-        return self._cached("Route", lambda: [NameAddress.parse(v) for v in self.getHeaderValues("Route")])
+        return self._addressList("Route")
 
     @property
     def recordRoutes(self) -> list[NameAddress]:
-        return self._cached(
-            "Record-Route", lambda: [NameAddress.parse(v) for v in self.getHeaderValues("Record-Route")]
-        )
+        return self._addressList("Record-Route")
 
     @property
     def contentLength(self) -> int:
@@ -273,27 +310,40 @@ class Message:
         of the single-valued ones.  Raises L{SIPParseError}.
         """
         counts: dict[str, int] = {}
+        hasVia = False
         for name, _ in self.headers:
             if name in SINGLE_HEADERS:
                 counts[name] = counts.get(name, 0) + 1
+            elif name == "Via":
+                hasVia = True
         duplicated = [name for name, count in counts.items() if count > 1]
         if duplicated:
             raise SIPParseError("multiple " + ", ".join(duplicated) + " headers")
         missing = [n for n in _MANDATORY if n != "Via" and n not in counts]
-        if not any(n == "Via" for n, _ in self.headers):
+        if not hasVia:
             missing.insert(0, "Via")
         if missing:
             raise SIPParseError(
                 "missing " + ", ".join(missing) + " header" + ("s" if len(missing) > 1 else "")
             )
-        for name, attribute in _STRUCTURED:
+        for name in _STRUCTURED:
             try:
-                getattr(self, attribute)
+                self._parseStructured(name)
             except SIPParseError as e:
                 raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
         callId = self.callId
         if not callId or not _CALLID_CHARS.issuperset(callId):
             raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
+
+    def _parseStructured(self, name: str) -> None:
+        """Parse (and cache) the structured header C{name} of L{_STRUCTURED}."""
+        if name == "Via":
+            self.vias  # noqa: B018
+        elif name == "CSeq":
+            self.cseq  # noqa: B018
+        else:
+            self._address(name)
+
 
 class Request(Message):
     """A SIP request: C{METHOD Request-URI SIP/2.0}."""
@@ -340,18 +390,12 @@ class Request(Message):
     @property
     def maxForwards(self) -> Optional[int]:
         """The Max-Forwards value, or C{None} when the header is absent."""
-
-        def parse() -> Optional[int]:
-            value = self.getHeader("Max-Forwards")
-            if value is None:
-                return None
-            value = value.strip()
-            digits = value.lstrip("0") or "0"
-            if not isDigits(value) or len(digits) > 3 or int(digits) > 255:
-                raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
-            return int(digits)
-
-        return self._cached("Max-Forwards", parse)
+        cache = self._cache
+        if "Max-Forwards" in cache:
+            return cast(Optional[int], cache["Max-Forwards"])
+        maxForwards = _parseMaxForwards(self.headers)
+        cache["Max-Forwards"] = maxForwards
+        return maxForwards
 
     def validate(self) -> None:
         super().validate()
@@ -461,7 +505,8 @@ KNOWN_METHODS = frozenset(
 )
 
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
-_STRUCTURED = (("Via", "vias"), ("From", "fromAddress"), ("To", "toAddress"), ("CSeq", "cseq"))
+#: The headers L{Message.validate} parses, in order.
+_STRUCTURED = ("Via", "From", "To", "CSeq")
 
 #: Raw header name (as written on the wire) -> canonical name, for names
 #: already seen to be tokens.  Bounded: cleared when it grows too large.
@@ -617,6 +662,18 @@ def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPPar
         if lastIndex >= maxHeaders:
             raise MessageTooLarge(f"more than {maxHeaders} headers")
     return message, fault
+
+
+def _parseMaxForwards(headers: list[tuple[str, str]]) -> Optional[int]:
+    """The first Max-Forwards value of C{headers}, or C{None} when absent."""
+    for name, value in headers:
+        if name == "Max-Forwards":
+            value = value.strip()
+            digits = value.lstrip("0") or "0"
+            if not isDigits(value) or len(digits) > 3 or int(digits) > 255:
+                raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
+            return int(digits)
+    return None
 
 
 def _answerable(message: AnyMessage) -> Optional[Request]:
