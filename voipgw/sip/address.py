@@ -45,7 +45,7 @@ class NameAddress:
     def parse(cls, text: str) -> "NameAddress":
         text = text.strip()
         if text == "*":
-            return cls(None, wildcard=True)
+            return NameAddress(None, wildcard=True)
         if not text:
             raise SIPParseError("empty address")
         lt = _findOutsideQuotes(text, "<")
@@ -69,7 +69,7 @@ class NameAddress:
             # LAQUOT and RAQUOT allow no whitespace inside the brackets.
             uri = URI.parse(text[lt + 1: gt])
             params = _params(text[gt + 1:])
-            return cls(uri, display, params, bracketed=True)
+            return NameAddress(uri, display, params, bracketed=True)
         if '"' in text:
             raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
         uriText, semi, paramText = text.partition(";")
@@ -78,7 +78,7 @@ class NameAddress:
             raise SIPParseError(
                 f"addr-spec with reserved characters must use <> in {text[:60]!r}"
             )
-        return cls(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
+        return NameAddress(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
 
     def __str__(self) -> str:
         if self.wildcard:
@@ -189,7 +189,7 @@ class Via:
             params = parseParams(paramText)
         except ValueError as e:
             raise SIPParseError(str(e)) from None
-        return cls(pieces[2], host, port, params)
+        return Via(pieces[2], host, port, params)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -264,7 +264,7 @@ class CSeq:
         if len(digits) > 10 or int(digits or "0") >= 2**31:
             raise SIPParseError(f"CSeq number out of range in {text[:60]!r}")
         number = int(digits or "0")
-        return cls(number, parts[1])
+        return CSeq(number, parts[1])
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
@@ -308,7 +308,7 @@ class DigestParams:
             elif not isToken(value):
                 raise SIPParseError(f"bad value for authentication parameter {name[:40]!r}")
             params[name] = unquote(value)
-        return cls(scheme, params)
+        return DigestParams(scheme, params)
 
     def format(self, quoted: tuple[str, ...] = ()) -> str:
         items = []

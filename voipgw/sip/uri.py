@@ -184,52 +184,22 @@ class URI:
     def parse(cls, text: str) -> "URI":
         """Parse C{text}; raise L{SIPParseError} if it is not a valid URI."""
         if text[:4] == "sip:":
-            return cls._parseSIP("sip", text[4:])
+            return _parseSIP("sip", text[4:])
         m = _SCHEME_RE.fullmatch(text)
         if m is None:
             raise SIPParseError(f"malformed URI {text[:60]!r}")
         scheme = m.group(1).lower()
         rest = m.group(2)
         if scheme == "sip" or scheme == "sips":
-            return cls._parseSIP(scheme, rest)
+            return _parseSIP(scheme, rest)
         if not rest or not _OPAQUE_BAD.isdisjoint(rest):
             raise SIPParseError(f"bad character in URI {text[:60]!r}")
         if scheme == "tel":
             number, semi, paramText = rest.partition(";")
             if not number or not _TEL_CHARS.issuperset(number):
                 raise SIPParseError(f"bad telephone number in {text[:60]!r}")
-            return cls("tel", user=number, params=parseURIParams(paramText) if semi else {})
-        return cls(scheme, opaque=rest)
-
-    @classmethod
-    def _parseSIP(cls, scheme: str, rest: str) -> "URI":
-        at = rest.rfind("@")
-        user: Optional[str] = None
-        password: Optional[str] = None
-        if at >= 0:
-            userinfo = rest[:at]
-            rest = rest[at + 1:]
-            user, colon, pw = userinfo.partition(":")
-            if not user:
-                raise SIPParseError("empty user part in URI")
-            _checkChars(user, _USER_CHARS, "URI user part")
-            if colon:
-                _checkChars(pw, _PASSWORD_CHARS, "URI password")
-                password = pw
-        rest, question, headers = rest.partition("?")
-        hostport, semi, paramText = rest.partition(";")
-        host, port = splitHostPort(hostport)
-        if question:
-            _checkChars(headers, _HEADER_CHARS, "URI headers")
-        return cls(
-            scheme,
-            user=user,
-            host=host,
-            port=port,
-            params=parseURIParams(paramText) if semi else {},
-            headers=headers if question else None,
-            password=password,
-        )
+            return URI("tel", user=number, params=parseURIParams(paramText) if semi else {})
+        return URI(scheme, opaque=rest)
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -322,6 +292,37 @@ class URI:
                 if (value or "").lower() != (theirs[name] or "").lower():
                     return False
         return _headerSet(self.headers) == _headerSet(other.headers)
+
+
+def _parseSIP(scheme: str, rest: str) -> URI:
+    """A C{sip:} or C{sips:} URI from the text after the colon."""
+    at = rest.rfind("@")
+    user: Optional[str] = None
+    password: Optional[str] = None
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1:]
+        user, colon, pw = userinfo.partition(":")
+        if not user:
+            raise SIPParseError("empty user part in URI")
+        _checkChars(user, _USER_CHARS, "URI user part")
+        if colon:
+            _checkChars(pw, _PASSWORD_CHARS, "URI password")
+            password = pw
+    rest, question, headers = rest.partition("?")
+    hostport, semi, paramText = rest.partition(";")
+    host, port = splitHostPort(hostport)
+    if question:
+        _checkChars(headers, _HEADER_CHARS, "URI headers")
+    return URI(
+        scheme,
+        user=user,
+        host=host,
+        port=port,
+        params=parseURIParams(paramText) if semi else {},
+        headers=headers if question else None,
+        password=password,
+    )
 
 
 def parseURIParams(text: str) -> dict[str, Optional[str]]:
