@@ -6,14 +6,24 @@ Route, Record-Route, Path), Via, CSeq and digest credentials/challenges.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from voipgw.sip.errors import SIPParseError
 from voipgw.sip.grammar import (
-    WSP, formatParams, isDigits, isToken, parseParams, quote, quotedEnd, splitCommas,
-    splitOutside, unquote,
+    WSP, charTable, formatParams, isDigits, isToken, parseParams, plainParams, quote, quotedEnd,
+    scan, splitCommas, splitOutside, unquote,
 )
-from voipgw.sip.uri import URI, splitHostPort
+from voipgw.sip.uri import URI, isValidHost, splitHostPort
+
+_TOKEN_TABLE: Final = charTable(
+    frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+)
+_HOST_TABLE: Final = charTable(
+    frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+)
+_DIGIT_TABLE: Final = charTable(frozenset("0123456789"))
+#: Transport names already in upper case (most Vias carry one of these).
+_UPPER_TRANSPORTS: Final = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS"])
 
 
 class NameAddress:
@@ -43,6 +53,9 @@ class NameAddress:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddress":
+        plain = _plainNameAddress(text)
+        if plain is not None:
+            return plain
         text = text.strip()
         if text == "*":
             return NameAddress(None, wildcard=True)
@@ -105,6 +118,40 @@ class NameAddress:
         )
 
 
+def _plainNameAddress(text: str) -> Optional[NameAddress]:
+    """
+    L{NameAddress.parse} for the common forms C{<uri>;params} and
+    C{"display" <uri>;params} (no backslash in the display name, plain
+    parameters, nothing to strip); C{None} for anything else.
+    """
+    n = len(text)
+    if n == 0:
+        return None
+    display: Optional[str] = None
+    first = text[0]
+    if first == "<":
+        lt = 0
+    elif first == '"':
+        quote = text.find('"', 1)
+        if quote < 0 or text.find("\\", 1, quote) >= 0:
+            return None
+        lt = quote + 1
+        while lt < n and (text[lt] == " " or text[lt] == "\t"):
+            lt += 1
+        if lt == n or text[lt] != "<":
+            return None
+        display = text[1:quote]
+    else:
+        return None
+    gt = text.find(">", lt + 1)
+    if gt < 0:
+        return None
+    params = plainParams(text, gt + 1)
+    if params is None:
+        return None
+    return NameAddress(URI.parse(text[lt + 1:gt]), display, params, bracketed=True)
+
+
 def _findOutsideQuotes(text: str, char: str) -> int:
     """Index of the first C{char} outside quoted-strings, or -1."""
     quote = text.find('"')
@@ -157,13 +204,16 @@ class Via:
         self, transport: str, host: str, port: Optional[int] = None,
         params: Optional[dict[str, Optional[str]]] = None,
     ) -> None:
-        self.transport = transport.upper()
+        self.transport = transport if transport in _UPPER_TRANSPORTS else transport.upper()
         self.host = host
         self.port = port
         self.params = params if params is not None else {}
 
     @classmethod
     def parse(cls, text: str) -> "Via":
+        plain = _plainVia(text)
+        if plain is not None:
+            return plain
         sentProtocol, sentBy = _splitViaProtocol(text)
         pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
         if len(pieces) != 3 or not all(isToken(p) for p in pieces):
@@ -224,6 +274,37 @@ class Via:
         return branch is not None and branch.startswith(self.MAGIC_COOKIE)
 
 
+def _plainVia(text: str) -> Optional[Via]:
+    """
+    L{Via.parse} for the common form C{SIP/2.0/TRANSPORT host[:port];params}
+    (one space, a hostname or IPv4 host, plain parameters, no other
+    whitespace); C{None} for anything else.
+    """
+    if not text.startswith("SIP/2.0/"):
+        return None
+    n = len(text)
+    space = scan(text, 8, _TOKEN_TABLE)
+    if space == 8 or space == n or text[space] != " ":
+        return None
+    i = scan(text, space + 1, _HOST_TABLE)
+    if i == space + 1:
+        return None
+    host = text[space + 1:i]
+    port: Optional[int] = None
+    if i < n and text[i] == ":":
+        portEnd = scan(text, i + 1, _DIGIT_TABLE)
+        if portEnd == i + 1 or portEnd - i > 6:
+            return None
+        port = int(text[i + 1:portEnd])
+        if port > 65535:
+            return None
+        i = portEnd
+    params = plainParams(text, i)
+    if params is None or not isValidHost(host):
+        return None
+    return Via(text[8:space], host, port, params)
+
+
 def _splitViaProtocol(text: str) -> tuple[str, str]:
     """Split C{SIP / 2.0 / UDP host...}: protocol, then the sent-by part."""
     text = text.strip()
@@ -257,6 +338,13 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> "CSeq":
+        space = scan(text, 0, _DIGIT_TABLE)
+        if 0 < space <= 10 and space < len(text) and text[space] == " ":
+            method = text[space + 1:]
+            if isToken(method):
+                number = int(text[:space])
+                if number < 0x80000000:
+                    return CSeq(number, method)
         parts = text.split()
         if len(parts) != 2 or not isDigits(parts[0]) or not isToken(parts[1]):
             raise SIPParseError(f"bad CSeq {text[:60]!r}")
