@@ -309,11 +309,32 @@ class Message:
         §8.1.1): Via, From, To, Call-ID, CSeq; parse each; reject duplicates
         of the single-valued ones.  Raises L{SIPParseError}.
         """
+        seen = 0
+        duplicate = False
+        bits = _HEADER_BITS
+        for name, _ in self.headers:
+            bit = bits.get(name, 0)
+            if bit:
+                if seen & bit and bit != _VIA_BIT:
+                    duplicate = True
+                seen |= bit
+        if duplicate or seen & _MANDATORY_BITS != _MANDATORY_BITS:
+            self._countFault()
+        for name in _STRUCTURED:
+            try:
+                self._parseStructured(name)
+            except SIPParseError as e:
+                raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
+        callId = self.callId
+        if not callId or scan(callId, 0, _CALLID_TABLE) != len(callId):
+            raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
+
+    def _countFault(self) -> None:
+        """Raise for a duplicated single-valued or a missing mandatory header."""
         counts: dict[str, int] = {}
         hasVia = False
-        single = SINGLE_HEADERS
         for name, _ in self.headers:
-            if name in single:
+            if name in SINGLE_HEADERS:
                 counts[name] = counts.get(name, 0) + 1
             elif name == "Via":
                 hasVia = True
@@ -327,14 +348,6 @@ class Message:
             raise SIPParseError(
                 "missing " + ", ".join(missing) + " header" + ("s" if len(missing) > 1 else "")
             )
-        for name in _STRUCTURED:
-            try:
-                self._parseStructured(name)
-            except SIPParseError as e:
-                raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
-        callId = self.callId
-        if not callId or scan(callId, 0, _CALLID_TABLE) != len(callId):
-            raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
 
     def _parseStructured(self, name: str) -> None:
         """Parse (and cache) the structured header C{name} of L{_STRUCTURED}."""
@@ -507,6 +520,12 @@ KNOWN_METHODS = frozenset(
 )
 
 _MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+#: A bit for each single-valued header and for Via: L{Message.validate}
+#: looks for duplicates and missing headers with one dictionary lookup per
+#: header line.
+_HEADER_BITS: Final[dict[str, int]] = {name: 1 << i for i, name in enumerate(sorted(SINGLE_HEADERS | {"Via"}))}
+_VIA_BIT: Final = _HEADER_BITS["Via"]
+_MANDATORY_BITS: Final = sum(_HEADER_BITS[name] for name in _MANDATORY)
 #: The headers L{Message.validate} parses, in order.
 _STRUCTURED: Final = ("Via", "From", "To", "CSeq")
 
@@ -692,8 +711,7 @@ def _readHeaderLine(
         return lastIndex, SIPParseError("empty line inside the header block")
     if end - start > maxLine:
         return -1, MessageTooLarge("header line too long")
-    first = text[start]
-    if first == " " or first == "\t":
+    if text[start] == " " or text[start] == "\t":
         # LWS folding (RFC 3261 §7.3.1): the line continues the previous
         # header; the fold and the whitespace around it become one SP.
         if lastIndex < 0:
