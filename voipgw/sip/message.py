@@ -523,7 +523,9 @@ _MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
 #: A bit for each single-valued header and for Via: L{Message.validate}
 #: looks for duplicates and missing headers with one dictionary lookup per
 #: header line.
-_HEADER_BITS: Final[dict[str, int]] = {name: 1 << i for i, name in enumerate(sorted(SINGLE_HEADERS | {"Via"}))}
+_HEADER_BITS: Final[dict[str, int]] = {
+    name: 1 << i for i, name in enumerate(sorted(SINGLE_HEADERS | {"Via"}))
+}
 _VIA_BIT: Final = _HEADER_BITS["Via"]
 _MANDATORY_BITS: Final = sum(_HEADER_BITS[name] for name in _MANDATORY)
 #: The headers L{Message.validate} parses, in order.
