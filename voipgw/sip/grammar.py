@@ -9,7 +9,12 @@ semicolon inside C{"..."} or C{<...>} never splits.
 
 from __future__ import annotations
 
-from typing import Final, Optional
+from typing import TYPE_CHECKING, Final, Optional
+
+if TYPE_CHECKING:
+    # mypyc compiles i64 to a machine integer; at run time (annotations are
+    # not evaluated) it is never looked up, so mypy_extensions is not needed.
+    from mypy_extensions import i64
 
 TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -26,13 +31,16 @@ def charTable(chars: frozenset[str]) -> bytes:
     return bytes(1 if chr(code) in chars else 0 for code in range(128))
 
 
-def scan(text: str, start: int, table: bytes) -> int:
+def scan(text: str, start: i64, table: bytes) -> i64:
     """Index of the first character from C{start} on not in C{table} (or the end)."""
-    for i in range(start, len(text)):
-        code = ord(text[i])
-        if code >= 128 or not table[code]:
+    n: i64 = len(text)
+    i = start
+    while i < n:
+        code: i64 = ord(text[i])
+        if code >= 128 or table[code] == 0:
             return i
-    return max(start, len(text))
+        i += 1
+    return i
 
 
 _TOKEN_TABLE: Final = charTable(TOKEN_CHARS)
