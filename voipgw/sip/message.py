@@ -753,9 +753,10 @@ def _parseMaxForwards(headers: list[tuple[str, str]]) -> Optional[int]:
         if name == "Max-Forwards":
             value = value.strip()
             digits = value.lstrip("0") or "0"
-            if not isDigits(value) or len(digits) > 3 or int(digits) > 255:
+            number = int(digits) if isDigits(value) and len(digits) <= 3 else 256
+            if number > 255:
                 raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
-            return int(digits)
+            return number
     return None
 
 
