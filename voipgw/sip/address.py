@@ -56,42 +56,7 @@ class NameAddress:
         plain = _plainNameAddress(text)
         if plain is not None:
             return plain
-        text = text.strip()
-        if text == "*":
-            return NameAddress(None, wildcard=True)
-        if not text:
-            raise SIPParseError("empty address")
-        lt = _findOutsideQuotes(text, "<")
-        if lt >= 0:
-            gt = text.find(">", lt)
-            if gt < 0:
-                raise SIPParseError(f"unterminated <> in {text[:60]!r}")
-            displayText = text[:lt].strip(WSP)
-            display: Optional[str] = None
-            if displayText:
-                if displayText[0] == '"':
-                    if quotedEnd(displayText, 0) != len(displayText):
-                        raise SIPParseError(f"bad quoted display name {displayText[:60]!r}")
-                    display = unquote(displayText)
-                else:
-                    words = displayText.split()
-                    for word in words:
-                        if not isToken(word):
-                            raise SIPParseError(f"bad display name {displayText[:60]!r}")
-                    display = " ".join(words)
-            # LAQUOT and RAQUOT allow no whitespace inside the brackets.
-            uri = URI.parse(text[lt + 1: gt])
-            params = _params(text[gt + 1:])
-            return NameAddress(uri, display, params, bracketed=True)
-        if '"' in text:
-            raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
-        uriText, semi, paramText = text.partition(";")
-        uriText = uriText.rstrip(WSP)
-        if any(c in uriText for c in ",?"):
-            raise SIPParseError(
-                f"addr-spec with reserved characters must use <> in {text[:60]!r}"
-            )
-        return NameAddress(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
+        return _parseNameAddress(text)
 
     def __str__(self) -> str:
         if self.wildcard:
@@ -118,11 +83,53 @@ class NameAddress:
         )
 
 
+def _parseNameAddress(text: str) -> NameAddress:
+    """L{NameAddress.parse} for any form (the general way)."""
+    text = text.strip()
+    if text == "*":
+        return NameAddress(None, wildcard=True)
+    if not text:
+        raise SIPParseError("empty address")
+    lt = _findOutsideQuotes(text, "<")
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SIPParseError(f"unterminated <> in {text[:60]!r}")
+        displayText = text[:lt].strip(WSP)
+        display: Optional[str] = None
+        if displayText:
+            if displayText[0] == '"':
+                if quotedEnd(displayText, 0) != len(displayText):
+                    raise SIPParseError(f"bad quoted display name {displayText[:60]!r}")
+                display = unquote(displayText)
+            else:
+                words = displayText.split()
+                for word in words:
+                    if not isToken(word):
+                        raise SIPParseError(f"bad display name {displayText[:60]!r}")
+                display = " ".join(words)
+        # LAQUOT and RAQUOT allow no whitespace inside the brackets.
+        uri = URI.parse(text[lt + 1: gt])
+        params = _params(text[gt + 1:])
+        return NameAddress(uri, display, params, bracketed=True)
+    if '"' in text:
+        raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
+    uriText, semi, paramText = text.partition(";")
+    uriText = uriText.rstrip(WSP)
+    if any(c in uriText for c in ",?"):
+        raise SIPParseError(
+            f"addr-spec with reserved characters must use <> in {text[:60]!r}"
+        )
+    return NameAddress(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
+
+
 def _plainNameAddress(text: str) -> Optional[NameAddress]:
     """
     L{NameAddress.parse} for the common forms C{<uri>;params} and
     C{"display" <uri>;params} (no backslash in the display name, plain
-    parameters, nothing to strip); C{None} for anything else.
+    parameters, nothing to strip); C{None} for anything else.  The URI is
+    read by L{URI.parse}, which raises for a bad one exactly as the
+    general way would.
     """
     n = len(text)
     if n == 0:
@@ -214,32 +221,7 @@ class Via:
         plain = _plainVia(text)
         if plain is not None:
             return plain
-        sentProtocol, sentBy = _splitViaProtocol(text)
-        pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
-        if len(pieces) != 3 or not all(isToken(p) for p in pieces):
-            raise SIPParseError(f"bad Via protocol {sentProtocol[:60]!r}")
-        if pieces[0].upper() != "SIP" or pieces[1] != "2.0":
-            raise SIPParseError(f"unsupported Via protocol {sentProtocol[:60]!r}")
-        semi = sentBy.find(";")
-        if semi < 0:
-            hostport, paramText = sentBy, ""
-        else:
-            hostport, paramText = sentBy[:semi], sentBy[semi:]
-        hostport = hostport.strip(WSP)
-        # LWS is allowed around the colon of sent-by.
-        if ":" in hostport and not hostport.startswith("["):
-            h, _, p = hostport.partition(":")
-            hostport = h.strip() + ":" + p.strip()
-        elif hostport.startswith("[") and "]:" not in hostport and "]" in hostport:
-            end = hostport.index("]")
-            tail = hostport[end + 1:].strip()
-            hostport = hostport[: end + 1] + (":" + tail.lstrip(":").strip() if tail else "")
-        host, port = splitHostPort(hostport)
-        try:
-            params = parseParams(paramText)
-        except ValueError as e:
-            raise SIPParseError(str(e)) from None
-        return Via(pieces[2], host, port, params)
+        return _parseVia(text)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -272,6 +254,36 @@ class Via:
     def isRFC3261Branch(self) -> bool:
         branch = self.branch
         return branch is not None and branch.startswith(self.MAGIC_COOKIE)
+
+
+def _parseVia(text: str) -> Via:
+    """L{Via.parse} for any form (the general way)."""
+    sentProtocol, sentBy = _splitViaProtocol(text)
+    pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
+    if len(pieces) != 3 or not all(isToken(p) for p in pieces):
+        raise SIPParseError(f"bad Via protocol {sentProtocol[:60]!r}")
+    if pieces[0].upper() != "SIP" or pieces[1] != "2.0":
+        raise SIPParseError(f"unsupported Via protocol {sentProtocol[:60]!r}")
+    semi = sentBy.find(";")
+    if semi < 0:
+        hostport, paramText = sentBy, ""
+    else:
+        hostport, paramText = sentBy[:semi], sentBy[semi:]
+    hostport = hostport.strip(WSP)
+    # LWS is allowed around the colon of sent-by.
+    if ":" in hostport and not hostport.startswith("["):
+        h, _, p = hostport.partition(":")
+        hostport = h.strip() + ":" + p.strip()
+    elif hostport.startswith("[") and "]:" not in hostport and "]" in hostport:
+        end = hostport.index("]")
+        tail = hostport[end + 1:].strip()
+        hostport = hostport[: end + 1] + (":" + tail.lstrip(":").strip() if tail else "")
+    host, port = splitHostPort(hostport)
+    try:
+        params = parseParams(paramText)
+    except ValueError as e:
+        raise SIPParseError(str(e)) from None
+    return Via(pieces[2], host, port, params)
 
 
 def _plainVia(text: str) -> Optional[Via]:

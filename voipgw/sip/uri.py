@@ -321,6 +321,11 @@ def _parseSIP(scheme: str, rest: str) -> URI:
     plain = _plainSIP(scheme, rest)
     if plain is not None:
         return plain
+    return _parseSIPGeneral(scheme, rest)
+
+
+def _parseSIPGeneral(scheme: str, rest: str) -> URI:
+    """L{_parseSIP} for any form (the general way)."""
     at = rest.rfind("@")
     user: Optional[str] = None
     password: Optional[str] = None
