@@ -6,14 +6,24 @@ Route, Record-Route, Path), Via, CSeq and digest credentials/challenges.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from voipgw.sip.errors import SIPParseError
 from voipgw.sip.grammar import (
-    WSP, formatParams, isDigits, isToken, parseParams, quote, quotedEnd, splitCommas,
-    splitOutside, unquote,
+    WSP, charTable, formatParams, isDigits, isToken, parseParams, plainParams, quote, quotedEnd,
+    scan, splitCommas, splitOutside, unquote,
 )
-from voipgw.sip.uri import URI, splitHostPort
+from voipgw.sip.uri import URI, isValidHost, splitHostPort
+
+_TOKEN_TABLE: Final = charTable(
+    frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+)
+_HOST_TABLE: Final = charTable(
+    frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+)
+_DIGIT_TABLE: Final = charTable(frozenset("0123456789"))
+#: Transport names already in upper case (most Vias carry one of these).
+_UPPER_TRANSPORTS: Final = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS"])
 
 
 class NameAddress:
@@ -43,42 +53,10 @@ class NameAddress:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddress":
-        text = text.strip()
-        if text == "*":
-            return cls(None, wildcard=True)
-        if not text:
-            raise SIPParseError("empty address")
-        lt = _findOutsideQuotes(text, "<")
-        if lt >= 0:
-            gt = text.find(">", lt)
-            if gt < 0:
-                raise SIPParseError(f"unterminated <> in {text[:60]!r}")
-            displayText = text[:lt].strip(WSP)
-            display: Optional[str] = None
-            if displayText:
-                if displayText[0] == '"':
-                    if quotedEnd(displayText, 0) != len(displayText):
-                        raise SIPParseError(f"bad quoted display name {displayText[:60]!r}")
-                    display = unquote(displayText)
-                else:
-                    words = displayText.split()
-                    for word in words:
-                        if not isToken(word):
-                            raise SIPParseError(f"bad display name {displayText[:60]!r}")
-                    display = " ".join(words)
-            # LAQUOT and RAQUOT allow no whitespace inside the brackets.
-            uri = URI.parse(text[lt + 1: gt])
-            params = _params(text[gt + 1:])
-            return cls(uri, display, params, bracketed=True)
-        if '"' in text:
-            raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
-        uriText, semi, paramText = text.partition(";")
-        uriText = uriText.rstrip(WSP)
-        if any(c in uriText for c in ",?"):
-            raise SIPParseError(
-                f"addr-spec with reserved characters must use <> in {text[:60]!r}"
-            )
-        return cls(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
+        plain = _plainNameAddress(text)
+        if plain is not None:
+            return plain
+        return _parseNameAddress(text)
 
     def __str__(self) -> str:
         if self.wildcard:
@@ -103,6 +81,82 @@ class NameAddress:
             self.uri.copy() if self.uri else None, self.display, dict(self.params),
             self.wildcard, self.bracketed,
         )
+
+
+def _parseNameAddress(text: str) -> NameAddress:
+    """L{NameAddress.parse} for any form (the general way)."""
+    text = text.strip()
+    if text == "*":
+        return NameAddress(None, wildcard=True)
+    if not text:
+        raise SIPParseError("empty address")
+    lt = _findOutsideQuotes(text, "<")
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SIPParseError(f"unterminated <> in {text[:60]!r}")
+        displayText = text[:lt].strip(WSP)
+        display: Optional[str] = None
+        if displayText:
+            if displayText[0] == '"':
+                if quotedEnd(displayText, 0) != len(displayText):
+                    raise SIPParseError(f"bad quoted display name {displayText[:60]!r}")
+                display = unquote(displayText)
+            else:
+                words = displayText.split()
+                for word in words:
+                    if not isToken(word):
+                        raise SIPParseError(f"bad display name {displayText[:60]!r}")
+                display = " ".join(words)
+        # LAQUOT and RAQUOT allow no whitespace inside the brackets.
+        uri = URI.parse(text[lt + 1: gt])
+        params = _params(text[gt + 1:])
+        return NameAddress(uri, display, params, bracketed=True)
+    if '"' in text:
+        raise SIPParseError(f"display name without <uri> in {text[:60]!r}")
+    uriText, semi, paramText = text.partition(";")
+    uriText = uriText.rstrip(WSP)
+    if any(c in uriText for c in ",?"):
+        raise SIPParseError(
+            f"addr-spec with reserved characters must use <> in {text[:60]!r}"
+        )
+    return NameAddress(URI.parse(uriText), None, _params(semi + paramText), bracketed=False)
+
+
+def _plainNameAddress(text: str) -> Optional[NameAddress]:
+    """
+    L{NameAddress.parse} for the common forms C{<uri>;params} and
+    C{"display" <uri>;params} (no backslash in the display name, plain
+    parameters, nothing to strip); C{None} for anything else.  The URI is
+    read by L{URI.parse}, which raises for a bad one exactly as the
+    general way would.
+    """
+    n = len(text)
+    if n == 0:
+        return None
+    display: Optional[str] = None
+    first = text[0]
+    if first == "<":
+        lt = 0
+    elif first == '"':
+        quote = text.find('"', 1)
+        if quote < 0 or text.find("\\", 1, quote) >= 0:
+            return None
+        lt = quote + 1
+        while lt < n and (text[lt] == " " or text[lt] == "\t"):
+            lt += 1
+        if lt == n or text[lt] != "<":
+            return None
+        display = text[1:quote]
+    else:
+        return None
+    gt = text.find(">", lt + 1)
+    if gt < 0:
+        return None
+    params = plainParams(text, gt + 1)
+    if params is None:
+        return None
+    return NameAddress(URI.parse(text[lt + 1:gt]), display, params, bracketed=True)
 
 
 def _findOutsideQuotes(text: str, char: str) -> int:
@@ -157,39 +211,17 @@ class Via:
         self, transport: str, host: str, port: Optional[int] = None,
         params: Optional[dict[str, Optional[str]]] = None,
     ) -> None:
-        self.transport = transport.upper()
+        self.transport = transport if transport in _UPPER_TRANSPORTS else transport.upper()
         self.host = host
         self.port = port
         self.params = params if params is not None else {}
 
     @classmethod
     def parse(cls, text: str) -> "Via":
-        sentProtocol, sentBy = _splitViaProtocol(text)
-        pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
-        if len(pieces) != 3 or not all(isToken(p) for p in pieces):
-            raise SIPParseError(f"bad Via protocol {sentProtocol[:60]!r}")
-        if pieces[0].upper() != "SIP" or pieces[1] != "2.0":
-            raise SIPParseError(f"unsupported Via protocol {sentProtocol[:60]!r}")
-        semi = sentBy.find(";")
-        if semi < 0:
-            hostport, paramText = sentBy, ""
-        else:
-            hostport, paramText = sentBy[:semi], sentBy[semi:]
-        hostport = hostport.strip(WSP)
-        # LWS is allowed around the colon of sent-by.
-        if ":" in hostport and not hostport.startswith("["):
-            h, _, p = hostport.partition(":")
-            hostport = h.strip() + ":" + p.strip()
-        elif hostport.startswith("[") and "]:" not in hostport and "]" in hostport:
-            end = hostport.index("]")
-            tail = hostport[end + 1:].strip()
-            hostport = hostport[: end + 1] + (":" + tail.lstrip(":").strip() if tail else "")
-        host, port = splitHostPort(hostport)
-        try:
-            params = parseParams(paramText)
-        except ValueError as e:
-            raise SIPParseError(str(e)) from None
-        return cls(pieces[2], host, port, params)
+        plain = _plainVia(text)
+        if plain is not None:
+            return plain
+        return _parseVia(text)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -222,6 +254,67 @@ class Via:
     def isRFC3261Branch(self) -> bool:
         branch = self.branch
         return branch is not None and branch.startswith(self.MAGIC_COOKIE)
+
+
+def _parseVia(text: str) -> Via:
+    """L{Via.parse} for any form (the general way)."""
+    sentProtocol, sentBy = _splitViaProtocol(text)
+    pieces = [p.strip(WSP) for p in sentProtocol.split("/")]
+    if len(pieces) != 3 or not all(isToken(p) for p in pieces):
+        raise SIPParseError(f"bad Via protocol {sentProtocol[:60]!r}")
+    if pieces[0].upper() != "SIP" or pieces[1] != "2.0":
+        raise SIPParseError(f"unsupported Via protocol {sentProtocol[:60]!r}")
+    semi = sentBy.find(";")
+    if semi < 0:
+        hostport, paramText = sentBy, ""
+    else:
+        hostport, paramText = sentBy[:semi], sentBy[semi:]
+    hostport = hostport.strip(WSP)
+    # LWS is allowed around the colon of sent-by.
+    if ":" in hostport and not hostport.startswith("["):
+        h, _, p = hostport.partition(":")
+        hostport = h.strip() + ":" + p.strip()
+    elif hostport.startswith("[") and "]:" not in hostport and "]" in hostport:
+        end = hostport.index("]")
+        tail = hostport[end + 1:].strip()
+        hostport = hostport[: end + 1] + (":" + tail.lstrip(":").strip() if tail else "")
+    host, port = splitHostPort(hostport)
+    try:
+        params = parseParams(paramText)
+    except ValueError as e:
+        raise SIPParseError(str(e)) from None
+    return Via(pieces[2], host, port, params)
+
+
+def _plainVia(text: str) -> Optional[Via]:
+    """
+    L{Via.parse} for the common form C{SIP/2.0/TRANSPORT host[:port];params}
+    (one space, a hostname or IPv4 host, plain parameters, no other
+    whitespace); C{None} for anything else.
+    """
+    if not text.startswith("SIP/2.0/"):
+        return None
+    n = len(text)
+    space = scan(text, 8, _TOKEN_TABLE)
+    if space == 8 or space == n or text[space] != " ":
+        return None
+    i = scan(text, space + 1, _HOST_TABLE)
+    if i == space + 1:
+        return None
+    host = text[space + 1:i]
+    port: Optional[int] = None
+    if i < n and text[i] == ":":
+        portEnd = scan(text, i + 1, _DIGIT_TABLE)
+        if portEnd == i + 1 or portEnd - i > 6:
+            return None
+        port = int(text[i + 1:portEnd])
+        if port > 65535:
+            return None
+        i = portEnd
+    params = plainParams(text, i)
+    if params is None or not isValidHost(host):
+        return None
+    return Via(text[8:space], host, port, params)
 
 
 def _splitViaProtocol(text: str) -> tuple[str, str]:
@@ -257,6 +350,13 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> "CSeq":
+        space = scan(text, 0, _DIGIT_TABLE)
+        if 0 < space <= 10 and space < len(text) and text[space] == " ":
+            method = text[space + 1:]
+            if isToken(method):
+                number = int(text[:space])
+                if number < 0x80000000:
+                    return CSeq(number, method)
         parts = text.split()
         if len(parts) != 2 or not isDigits(parts[0]) or not isToken(parts[1]):
             raise SIPParseError(f"bad CSeq {text[:60]!r}")
@@ -264,7 +364,7 @@ class CSeq:
         if len(digits) > 10 or int(digits or "0") >= 2**31:
             raise SIPParseError(f"CSeq number out of range in {text[:60]!r}")
         number = int(digits or "0")
-        return cls(number, parts[1])
+        return CSeq(number, parts[1])
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
@@ -308,7 +408,7 @@ class DigestParams:
             elif not isToken(value):
                 raise SIPParseError(f"bad value for authentication parameter {name[:40]!r}")
             params[name] = unquote(value)
-        return cls(scheme, params)
+        return DigestParams(scheme, params)
 
     def format(self, quoted: tuple[str, ...] = ()) -> str:
         items = []

@@ -9,24 +9,56 @@ semicolon inside C{"..."} or C{<...>} never splits.
 
 from __future__ import annotations
 
-TOKEN_CHARS = frozenset(
+from typing import TYPE_CHECKING, Final, Optional
+
+if TYPE_CHECKING:
+    # mypyc compiles i64 to a machine integer; at run time (annotations are
+    # not evaluated) it is never looked up, so mypy_extensions is not needed.
+    from mypy_extensions import i64
+
+TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
 #: Characters of a generic-param value that is a token or a host
 #: (C{gen-value = token / host / quoted-string}; a host may be an [IPv6]).
-_GEN_VALUE_CHARS = TOKEN_CHARS | frozenset("[]:")
-_DIGITS = frozenset("0123456789")
-WSP = " \t"
+_GEN_VALUE_CHARS: Final = TOKEN_CHARS | frozenset("[]:")
+_DIGITS: Final = frozenset("0123456789")
+WSP: Final = " \t"
+
+
+def charTable(chars: frozenset[str]) -> bytes:
+    """A 128-byte table for L{scan}: 1 for the ASCII characters in C{chars}."""
+    return bytes(1 if chr(code) in chars else 0 for code in range(128))
+
+
+def scan(text: str, start: i64, table: bytes) -> i64:
+    """Index of the first character from C{start} on not in C{table} (or the end)."""
+    n: i64 = len(text)
+    i = start
+    while i < n:
+        code: i64 = ord(text[i])
+        if code >= 128 or table[code] == 0:
+            return i
+        i += 1
+    return i
+
+
+_TOKEN_TABLE: Final = charTable(TOKEN_CHARS)
+_DIGIT_TABLE: Final = charTable(_DIGITS)
+#: Token characters except upper-case letters: a parameter name that needs
+#: no lower-casing.
+_LOWER_TOKEN_TABLE: Final = charTable(TOKEN_CHARS - frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+_GEN_VALUE_TABLE: Final = charTable(_GEN_VALUE_CHARS)
 
 
 def isToken(value: str) -> bool:
     """True if C{value} is a non-empty RFC 3261 token."""
-    return bool(value) and TOKEN_CHARS.issuperset(value)
+    return len(value) > 0 and scan(value, 0, _TOKEN_TABLE) == len(value)
 
 
 def isDigits(value: str) -> bool:
     """True if C{value} is a non-empty run of ASCII digits (C{1*DIGIT})."""
-    return bool(value) and _DIGITS.issuperset(value)
+    return len(value) > 0 and scan(value, 0, _DIGIT_TABLE) == len(value)
 
 
 def quotedEnd(value: str, start: int) -> int:
@@ -116,6 +148,43 @@ def splitCommas(value: str) -> list[str]:
         stripped = value.strip()
         return [stripped] if stripped else []
     return [p.strip() for p in splitOutside(value, ",") if p.strip()]
+
+
+def plainParams(
+    text: str, start: int, nameTable: bytes = _LOWER_TOKEN_TABLE, valueTable: bytes = _GEN_VALUE_TABLE
+) -> Optional[dict[str, Optional[str]]]:
+    """
+    The parameters in C{text[start:]} when they are in the plain form
+    C{;name=value;flag} (C{text[start]} is C{;}, or C{start} is the end),
+    every name made of C{nameTable} characters and every value of
+    C{valueTable} ones.  C{None} for anything else (an empty name or value,
+    whitespace, quotes, ...), so that the general parser decides.
+
+    With the default tables (lower-case token names, token or host values)
+    the result is the one L{parseParams} gives.
+    """
+    params: dict[str, Optional[str]] = {}
+    n = len(text)
+    i = start
+    while i < n:
+        if text[i] != ";":
+            return None
+        nameEnd = scan(text, i + 1, nameTable)
+        if nameEnd == i + 1:
+            return None
+        name = text[i + 1:nameEnd]
+        if nameEnd == n or text[nameEnd] == ";":
+            params[name] = None
+            i = nameEnd
+            continue
+        if text[nameEnd] != "=":
+            return None
+        valueEnd = scan(text, nameEnd + 1, valueTable)
+        if valueEnd == nameEnd + 1 or (valueEnd < n and text[valueEnd] != ";"):
+            return None
+        params[name] = text[nameEnd + 1:valueEnd]
+        i = valueEnd
+    return params
 
 
 def parseParams(text: str) -> dict[str, str | None]:

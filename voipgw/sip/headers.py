@@ -6,7 +6,9 @@ extensions) and which headers may carry comma-separated lists.
 
 from __future__ import annotations
 
-COMPACT_FORMS = {
+from typing import Final
+
+COMPACT_FORMS: Final = {
     "a": "Accept-Contact",
     "b": "Referred-By",
     "c": "Content-Type",
@@ -29,7 +31,7 @@ COMPACT_FORMS = {
     "y": "Identity",
 }
 
-_KNOWN = [
+_KNOWN: Final = [
     "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
     "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
     "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
@@ -45,15 +47,15 @@ _KNOWN = [
     "WWW-Authenticate", "Flow-Timer", "Sec-WebSocket-Protocol",
 ]
 
-CANONICAL = {name.lower(): name for name in _KNOWN}
+CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 #: The canonical spellings of the headers this layer knows.
-KNOWN_NAMES = frozenset(_KNOWN)
+KNOWN_NAMES: Final = frozenset(_KNOWN)
 for _short, _long in COMPACT_FORMS.items():
     CANONICAL[_short] = _long
 
 #: Headers whose values are comma-separated lists (RFC 3261 §7.3.1): several
 #: values on one line are equivalent to several header lines.
-LIST_HEADERS = frozenset(
+LIST_HEADERS: Final = frozenset(
     [
         "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
         "Call-Info", "Contact", "Content-Encoding", "Content-Language", "Error-Info",
@@ -65,13 +67,13 @@ LIST_HEADERS = frozenset(
 )
 
 #: Headers that must appear at most once (a second one is a 400).
-SINGLE_HEADERS = frozenset(
+SINGLE_HEADERS: Final = frozenset(
     ["Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length", "Content-Type",
      "Expires", "Min-Expires"]
 )
 
 
-_EXACT = {name: name for name in _KNOWN}
+_EXACT: Final = {name: name for name in _KNOWN}
 _EXACT.update(COMPACT_FORMS)
 _EXACT.update((short.upper(), long) for short, long in COMPACT_FORMS.items())
 

@@ -11,15 +11,15 @@ header through L{Message.setHeader} and friends drops that cache.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Final, Iterable, Optional, Union, cast
 
 from voipgw.sip.address import CSeq, NameAddress, Via, lenientVia, parseAddressList
 from voipgw.sip.errors import MessageTooLarge, SIPParseError
-from voipgw.sip.grammar import isDigits, isToken, splitCommas
+from voipgw.sip.grammar import charTable, isDigits, isToken, scan, splitCommas
 from voipgw.sip.headers import KNOWN_NAMES, LIST_HEADERS, SINGLE_HEADERS, canonicalName
 from voipgw.sip.uri import URI
 
-SIP_VERSION = "SIP/2.0"
+SIP_VERSION: Final = "SIP/2.0"
 
 REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -46,9 +46,6 @@ REASON_PHRASES = {
     600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
-
-_UNSET = object()
-
 
 def _headerText(value: object) -> str:
     """A header value as text; CR and LF would split the header, so refuse them."""
@@ -180,18 +177,36 @@ class Message:
         self._replace(name, [(canonical, _headerText(v)) for v in values])
 
     # -- structured access (parsed on demand, cached) ----------------------
+    #
+    # Each accessor looks in C{_cache} first; a parse error is raised and
+    # nothing cached, so a later access raises it again.
 
-    def _cached(self, key: str, factory):  # type: ignore[no-untyped-def]
-        value = self._cache.get(key, _UNSET)
-        if value is _UNSET:
-            value = factory()
-            self._cache[key] = value
-        return value
+    def _knownValue(self, canonical: str) -> str:
+        """The first value of a known header, by canonical name; raises if absent."""
+        for n, v in self.headers:
+            if n == canonical:
+                return v
+        raise SIPParseError(f"missing {canonical} header")
+
+    def _knownValues(self, canonical: str) -> list[str]:
+        """L{getHeaderValues} for a known list header, by canonical name."""
+        values = [v for n, v in self.headers if n == canonical]
+        if len(values) == 1:
+            return splitCommas(values[0])
+        out: list[str] = []
+        for v in values:
+            out.extend(splitCommas(v))
+        return out
 
     @property
     def vias(self) -> list[Via]:
         """All Via entries, topmost first."""
-        return self._cached("Via", lambda: [Via.parse(v) for v in self.getHeaderValues("Via")])
+        cached = self._cache.get("Via")
+        if cached is not None:
+            return cast("list[Via]", cached)
+        vias = [Via.parse(v) for v in self._knownValues("Via")]
+        self._cache["Via"] = vias
+        return vias
 
     @property
     def topVia(self) -> Via:
@@ -200,44 +215,66 @@ class Message:
             raise SIPParseError("missing Via header")
         return vias[0]
 
-    def _single(self, name: str, parser):  # type: ignore[no-untyped-def]
-        def parse():  # type: ignore[no-untyped-def]
-            value = self.getHeader(name)
-            if value is None:
-                raise SIPParseError(f"missing {name} header")
-            return parser(value)
-
-        return self._cached(name, parse)
+    def _address(self, canonical: str) -> NameAddress:
+        """The parsed From or To header (cached)."""
+        cached = self._cache.get(canonical)
+        if cached is not None:
+            return cast(NameAddress, cached)
+        address = NameAddress.parse(self._knownValue(canonical))
+        self._cache[canonical] = address
+        return address
 
     @property
     def fromAddress(self) -> NameAddress:
-        return self._single("From", NameAddress.parse)
+        return self._address("From")
 
     @property
     def toAddress(self) -> NameAddress:
-        return self._single("To", NameAddress.parse)
+        return self._address("To")
 
     @property
     def callId(self) -> str:
-        return self._single("Call-ID", lambda v: v.strip())
+        cached = self._cache.get("Call-ID")
+        if cached is not None:
+            return cast(str, cached)
+        callId = self._knownValue("Call-ID").strip()
+        self._cache["Call-ID"] = callId
+        return callId
 
     @property
     def cseq(self) -> CSeq:
-        return self._single("CSeq", CSeq.parse)
+        cached = self._cache.get("CSeq")
+        if cached is not None:
+            return cast(CSeq, cached)
+        cseq = CSeq.parse(self._knownValue("CSeq"))
+        self._cache["CSeq"] = cseq
+        return cseq
+
+    def _addressList(self, canonical: str) -> list[NameAddress]:
+        """The parsed Route or Record-Route entries (cached)."""
+        cached = self._cache.get(canonical)
+        if cached is not None:
+            return cast("list[NameAddress]", cached)
+        addresses = [NameAddress.parse(v) for v in self._knownValues(canonical)]
+        self._cache[canonical] = addresses
+        return addresses
 
     @property
     def contacts(self) -> list[NameAddress]:
-        return self._cached("Contact", lambda: parseAddressList(",".join(self.getHeaderValues("Contact"))))
+        cached = self._cache.get("Contact")
+        if cached is not None:
+            return cast("list[NameAddress]", cached)
+        contacts = parseAddressList(",".join(self._knownValues("Contact")))
+        self._cache["Contact"] = contacts
+        return contacts
 
     @property
     def routes(self) -> list[NameAddress]:
-        return self._cached("Route", lambda: [NameAddress.parse(v) for v in self.getHeaderValues("Route")])
+        return self._addressList("Route")
 
     @property
     def recordRoutes(self) -> list[NameAddress]:
-        return self._cached(
-            "Record-Route", lambda: [NameAddress.parse(v) for v in self.getHeaderValues("Record-Route")]
-        )
+        return self._addressList("Record-Route")
 
     @property
     def contentLength(self) -> int:
@@ -272,28 +309,55 @@ class Message:
         §8.1.1): Via, From, To, Call-ID, CSeq; parse each; reject duplicates
         of the single-valued ones.  Raises L{SIPParseError}.
         """
+        seen = 0
+        duplicate = False
+        bits = _HEADER_BITS
+        for name, _ in self.headers:
+            bit = bits.get(name, 0)
+            if bit:
+                if seen & bit and bit != _VIA_BIT:
+                    duplicate = True
+                seen |= bit
+        if duplicate or seen & _MANDATORY_BITS != _MANDATORY_BITS:
+            self._countFault()
+        for name in _STRUCTURED:
+            try:
+                self._parseStructured(name)
+            except SIPParseError as e:
+                raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
+        callId = self.callId
+        if not callId or scan(callId, 0, _CALLID_TABLE) != len(callId):
+            raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
+
+    def _countFault(self) -> None:
+        """Raise for a duplicated single-valued or a missing mandatory header."""
         counts: dict[str, int] = {}
+        hasVia = False
         for name, _ in self.headers:
             if name in SINGLE_HEADERS:
                 counts[name] = counts.get(name, 0) + 1
+            elif name == "Via":
+                hasVia = True
         duplicated = [name for name, count in counts.items() if count > 1]
         if duplicated:
             raise SIPParseError("multiple " + ", ".join(duplicated) + " headers")
         missing = [n for n in _MANDATORY if n != "Via" and n not in counts]
-        if not any(n == "Via" for n, _ in self.headers):
+        if not hasVia:
             missing.insert(0, "Via")
         if missing:
             raise SIPParseError(
                 "missing " + ", ".join(missing) + " header" + ("s" if len(missing) > 1 else "")
             )
-        for name, attribute in _STRUCTURED:
-            try:
-                getattr(self, attribute)
-            except SIPParseError as e:
-                raise SIPParseError(f"bad {name} header: {e.reason}", e.status) from None
-        callId = self.callId
-        if not callId or not _CALLID_CHARS.issuperset(callId):
-            raise SIPParseError(f"bad Call-ID {callId[:60]!r}")
+
+    def _parseStructured(self, name: str) -> None:
+        """Parse (and cache) the structured header C{name} of L{_STRUCTURED}."""
+        if name == "Via":
+            self.vias  # noqa: B018
+        elif name == "CSeq":
+            self.cseq  # noqa: B018
+        else:
+            self._address(name)
+
 
 class Request(Message):
     """A SIP request: C{METHOD Request-URI SIP/2.0}."""
@@ -340,18 +404,12 @@ class Request(Message):
     @property
     def maxForwards(self) -> Optional[int]:
         """The Max-Forwards value, or C{None} when the header is absent."""
-
-        def parse() -> Optional[int]:
-            value = self.getHeader("Max-Forwards")
-            if value is None:
-                return None
-            value = value.strip()
-            digits = value.lstrip("0") or "0"
-            if not isDigits(value) or len(digits) > 3 or int(digits) > 255:
-                raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
-            return int(digits)
-
-        return self._cached("Max-Forwards", parse)
+        cache = self._cache
+        if "Max-Forwards" in cache:
+            return cast(Optional[int], cache["Max-Forwards"])
+        maxForwards = _parseMaxForwards(self.headers)
+        cache["Max-Forwards"] = maxForwards
+        return maxForwards
 
     def validate(self) -> None:
         super().validate()
@@ -410,10 +468,11 @@ class Response(Message):
 AnyMessage = Union[Request, Response]
 
 #: callid = word [ "@" word ] (RFC 3261 §25.1)
-_CALLID_CHARS = frozenset(
+_CALLID_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     "-.!%*_+`'~()<>:\\\"/[]?{}@"
 )
+_CALLID_TABLE: Final = charTable(_CALLID_CHARS)
 
 
 def responseTo(
@@ -460,13 +519,22 @@ KNOWN_METHODS = frozenset(
      "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"]
 )
 
-_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
-_STRUCTURED = (("Via", "vias"), ("From", "fromAddress"), ("To", "toAddress"), ("CSeq", "cseq"))
+_MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+#: A bit for each single-valued header and for Via: L{Message.validate}
+#: looks for duplicates and missing headers with one dictionary lookup per
+#: header line.
+_HEADER_BITS: Final[dict[str, int]] = {
+    name: 1 << i for i, name in enumerate(sorted(SINGLE_HEADERS | {"Via"}))
+}
+_VIA_BIT: Final = _HEADER_BITS["Via"]
+_MANDATORY_BITS: Final = sum(_HEADER_BITS[name] for name in _MANDATORY)
+#: The headers L{Message.validate} parses, in order.
+_STRUCTURED: Final = ("Via", "From", "To", "CSeq")
 
 #: Raw header name (as written on the wire) -> canonical name, for names
 #: already seen to be tokens.  Bounded: cleared when it grows too large.
-_NAME_CACHE: dict[str, str] = {}
-_NAME_CACHE_MAX = 4096
+_NAME_CACHE: Final[dict[str, str]] = {}
+_NAME_CACHE_MAX: Final = 4096
 
 
 def _headerName(raw: str) -> Optional[str]:
@@ -551,6 +619,52 @@ def _parseMessage(data: bytes, limits: Limits, datagram: bool) -> AnyMessage:
     return message
 
 
+class _Lines:
+    """
+    The lines of a header block, read in place: L{advance} moves to the
+    next line, C{text[start:end]} without its line end.  Lines end in CRLF
+    or, if any line ends in a bare LF, in either (then a CR before the end
+    of the last line is dropped too).  C{bareCR} records a CR inside a line.
+    """
+
+    __slots__ = ("text", "start", "end", "following", "bareLF", "bareCR")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.start = 0
+        self.end = 0
+        self.following = 0
+        self.bareLF = False
+        self.bareCR = False
+
+    def advance(self) -> bool:
+        """Move to the next line; False after the last one."""
+        text = self.text
+        n = len(text)
+        start = self.following
+        if start > n:
+            return False
+        newline = text.find("\n", start)
+        if newline < 0:
+            end = n
+            # The last line: every LF is behind, so bareLF is final.
+            if self.bareLF and end > start and text[end - 1] == "\r":
+                end -= 1
+            self.following = n + 1
+        else:
+            if newline > start and text[newline - 1] == "\r":
+                end = newline - 1
+            else:
+                end = newline
+                self.bareLF = True
+            self.following = newline + 1
+        if not self.bareCR and text.find("\r", start, end) >= 0:
+            self.bareCR = True
+        self.start = start
+        self.end = end
+        return True
+
+
 def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPParseError]]:
     """
     Parse the start line and header lines.  Faults that still leave the
@@ -558,65 +672,92 @@ def _parseHead(head: bytes, limits: Limits) -> tuple[AnyMessage, Optional[SIPPar
     the rest of the headers are read and a response can be built.
     """
     text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n")
-    fault: Optional[SIPParseError] = None
-    if text.count("\n") != len(lines) - 1:
-        # Some lines end in a bare LF: accept either line end.
-        lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    if "\r" in text and any("\r" in line for line in lines):
-        fault = SIPParseError("bare CR in the header block")
+    lines = _Lines(text)
     # Tolerate leading CRLFs before the start line (RFC 3261 §7.5).
-    first = 0
-    while first < len(lines) and not lines[first]:
-        first += 1
-    if first == len(lines):
-        raise SIPParseError("empty message")
-    startLine = lines[first]
-    if len(startLine) > limits.maxLineLength:
+    while True:
+        if not lines.advance():
+            raise SIPParseError("empty message")
+        if lines.end > lines.start:
+            break
+    if lines.end - lines.start > limits.maxLineLength:
         raise MessageTooLarge("start line too long")
-    message, startFault = _parseStartLine(startLine)
-    fault = startFault or fault
+    message, startFault = _parseStartLine(text[lines.start:lines.end])
     headers = message.headers
     maxLine = limits.maxLineLength
     maxHeaders = limits.maxHeaders
-    folded = "\n " in text or "\n\t" in text
+    fault: Optional[SIPParseError] = None
     lastIndex = -1
-    for line in lines[first + 1:]:
-        if not line:
-            # A line of nothing inside the header block: the block ended early.
-            fault = fault or SIPParseError("empty line inside the header block")
-            continue
-        if len(line) > maxLine:
-            fault = fault or MessageTooLarge("header line too long")
-            lastIndex = -1
-            continue
-        if folded and (line[0] == " " or line[0] == "\t"):
-            # LWS folding (RFC 3261 §7.3.1): the line continues the previous
-            # header; the fold and the whitespace around it become one SP.
-            if lastIndex < 0:
-                fault = fault or SIPParseError("continuation line before the first header")
-                continue
-            piece = line.strip(" \t")
-            if piece:
-                name, value = headers[lastIndex]
-                value = f"{value} {piece}" if value else piece
-                if len(value) > maxLine:
-                    fault = fault or MessageTooLarge(f"folded {name} header too long")
-                headers[lastIndex] = (name, value)
-            continue
-        colon = line.find(":")
-        headerName = _headerName(line[:colon]) if colon > 0 else None
-        if headerName is None:
-            fault = fault or SIPParseError(
-                "malformed header line" if colon <= 0 else f"bad header name {line[:min(colon, 40)]!r}"
-            )
-            lastIndex = -1
-            continue
-        lastIndex = len(headers)
-        headers.append((headerName, line[colon + 1:].strip(" \t")))
+    while lines.advance():
+        lastIndex, lineFault = _readHeaderLine(text, lines.start, lines.end, headers, lastIndex, maxLine)
+        if lineFault is not None and fault is None:
+            fault = lineFault
         if lastIndex >= maxHeaders:
             raise MessageTooLarge(f"more than {maxHeaders} headers")
+    if startFault is not None:
+        return message, startFault
+    if lines.bareCR:
+        return message, SIPParseError("bare CR in the header block")
     return message, fault
+
+
+def _readHeaderLine(
+    text: str, start: int, end: int, headers: list[tuple[str, str]], lastIndex: int, maxLine: int
+) -> tuple[int, Optional[SIPParseError]]:
+    """
+    Add the header line C{text[start:end]} to C{headers}, or fold it into
+    the one at C{lastIndex}.  Returns the index of the header the next
+    continuation line extends (-1 for none) and the line's fault, if any.
+    """
+    if start == end:
+        # A line of nothing inside the header block: the block ended early.
+        return lastIndex, SIPParseError("empty line inside the header block")
+    if end - start > maxLine:
+        return -1, MessageTooLarge("header line too long")
+    if text[start] == " " or text[start] == "\t":
+        # LWS folding (RFC 3261 §7.3.1): the line continues the previous
+        # header; the fold and the whitespace around it become one SP.
+        if lastIndex < 0:
+            return lastIndex, SIPParseError("continuation line before the first header")
+        return lastIndex, _fold(headers, lastIndex, text[start:end].strip(" \t"), maxLine)
+    colon = text.find(":", start, end)
+    headerName = _headerName(text[start:colon]) if colon > start else None
+    if headerName is None:
+        if colon <= start:
+            return -1, SIPParseError("malformed header line")
+        return -1, SIPParseError(f"bad header name {text[start:min(colon, start + 40)]!r}")
+    valueStart = colon + 1
+    while valueStart < end and (text[valueStart] == " " or text[valueStart] == "\t"):
+        valueStart += 1
+    valueEnd = end
+    while valueEnd > valueStart and (text[valueEnd - 1] == " " or text[valueEnd - 1] == "\t"):
+        valueEnd -= 1
+    headers.append((headerName, text[valueStart:valueEnd]))
+    return len(headers) - 1, None
+
+
+def _fold(headers: list[tuple[str, str]], index: int, piece: str, maxLine: int) -> Optional[SIPParseError]:
+    """Append a continuation line's text C{piece} to the header at C{index}."""
+    if not piece:
+        return None
+    name, value = headers[index]
+    value = f"{value} {piece}" if value else piece
+    headers[index] = (name, value)
+    if len(value) > maxLine:
+        return MessageTooLarge(f"folded {name} header too long")
+    return None
+
+
+def _parseMaxForwards(headers: list[tuple[str, str]]) -> Optional[int]:
+    """The first Max-Forwards value of C{headers}, or C{None} when absent."""
+    for name, value in headers:
+        if name == "Max-Forwards":
+            value = value.strip()
+            digits = value.lstrip("0") or "0"
+            number = int(digits) if isDigits(value) and len(digits) <= 3 else 256
+            if number > 255:
+                raise SIPParseError(f"bad Max-Forwards {value[:20]!r}")
+            return number
+    return None
 
 
 def _answerable(message: AnyMessage) -> Optional[Request]:
@@ -650,12 +791,12 @@ def _parseStartLine(line: str) -> tuple[AnyMessage, Optional[SIPParseError]]:
         if len(codeText) != 3 or not isDigits(codeText) or not 100 <= int(codeText) <= 699:
             raise SIPParseError(f"bad status code {codeText[:20]!r}")
         reason = parts[2] if len(parts) == 3 else ""
-        if any(c < " " and c != "\t" for c in reason):
+        if _hasControl(reason):
             raise SIPParseError("control character in reason phrase")
         return Response(int(codeText), reason), None
     parts = line.split(" ")
-    if len(parts) == 3 and all(parts):
-        method, uriText, version = parts
+    if len(parts) == 3 and parts[0] and parts[1] and parts[2]:
+        method, uriText, version = parts[0], parts[1], parts[2]
         fault = None
     else:
         # Not exactly "METHOD SP Request-URI SP SIP-Version": read it
@@ -671,11 +812,20 @@ def _parseStartLine(line: str) -> tuple[AnyMessage, Optional[SIPParseError]]:
     if not isToken(method):
         raise SIPParseError(f"bad method {method[:40]!r}")
     request = Request(method, uriText)
-    if version.upper() != SIP_VERSION:
+    if version != SIP_VERSION and version.upper() != SIP_VERSION:
         if version[:4].upper() == "SIP/":
             return request, SIPParseError(f"unsupported SIP version {version[:20]!r}", 505)
         raise SIPParseError(f"bad SIP version {version[:20]!r}")
     return request, fault
+
+
+def _hasControl(text: str) -> bool:
+    """True if C{text} holds a control character other than HTAB."""
+    for i in range(len(text)):
+        code = ord(text[i])
+        if code < 32 and code != 9:
+            return True
+    return False
 
 
 def _applyContentLength(message: AnyMessage, body: bytes, datagram: bool) -> Optional[SIPParseError]:

@@ -8,30 +8,39 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Optional
+from typing import Final, Optional
 from urllib.parse import unquote as _percentUnquote
 
 from voipgw.sip.errors import SIPParseError
-from voipgw.sip.grammar import formatParams, isDigits
+from voipgw.sip.grammar import charTable, formatParams, isDigits, plainParams, scan
 
-_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):(.*)", re.S)
-_HOSTNAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?")
-_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
-_HEX = frozenset("0123456789abcdefABCDEF")
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_UNRESERVED = _ALNUM | frozenset("-_.!~*'()")
+_SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):(.*)", re.S)
+_HOSTNAME_RE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?")
+_IPV4_RE: Final = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_ALNUM: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_UNRESERVED: Final = _ALNUM | frozenset("-_.!~*'()")
 #: RFC 3261 user: unreserved / escaped / user-unreserved; C{#} is tolerated
 #: because dial strings (C{*21#}) are commonly sent unescaped.
-_USER_CHARS = _UNRESERVED | frozenset("%&=+$,;?/#")
-_PASSWORD_CHARS = _UNRESERVED | frozenset("%&=+$,")
+_USER_CHARS: Final = _UNRESERVED | frozenset("%&=+$,;?/#")
+_PASSWORD_CHARS: Final = _UNRESERVED | frozenset("%&=+$,")
 #: paramchar = param-unreserved / unreserved / escaped
-_PARAM_CHARS = _UNRESERVED | frozenset("%[]/:&+$")
+_PARAM_CHARS: Final = _UNRESERVED | frozenset("%[]/:&+$")
 #: hname / hvalue characters, with the C{=} and C{&} that separate them
-_HEADER_CHARS = _UNRESERVED | frozenset("%[]/?:+$=&")
-_TEL_CHARS = _HEX | frozenset("*#+-.()")
-_OPAQUE_BAD = frozenset(' \t\r\n<>"{}|\\^`') | frozenset(chr(c) for c in range(32)) | {"\x7f"}
+_HEADER_CHARS: Final = _UNRESERVED | frozenset("%[]/?:+$=&")
+_TEL_CHARS: Final = _HEX | frozenset("*#+-.()")
+_OPAQUE_BAD: Final = frozenset(' \t\r\n<>"{}|\\^`') | frozenset(chr(c) for c in range(32)) | {"\x7f"}
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+
+_UPPER: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: For L{_plainSIP}: user characters without escapes, hostname and IPv4
+#: characters, parameter names (lower-case) and values without escapes.
+_PLAIN_USER_TABLE: Final = charTable(_USER_CHARS - {"%"})
+_HOST_TABLE: Final = charTable(_ALNUM | frozenset("-."))
+_DIGIT_TABLE: Final = charTable(frozenset("0123456789"))
+_PLAIN_PARAM_NAME_TABLE: Final = charTable(_PARAM_CHARS - _UPPER - {"%"})
+_PLAIN_PARAM_TABLE: Final = charTable(_PARAM_CHARS - {"%"})
 
 
 def unescape(value: str) -> str:
@@ -71,7 +80,7 @@ def isIPv6Address(text: str) -> bool:
 
 
 #: Answers of L{isIPLiteral} (a bounded cache: traffic repeats a few hosts).
-_IP_LITERALS: dict[str, bool] = {}
+_IP_LITERALS: Final[dict[str, bool]] = {}
 
 
 def isIPLiteral(host: str) -> bool:
@@ -95,8 +104,8 @@ def isIPLiteral(host: str) -> bool:
 
 
 #: Hosts already found valid (carrier traffic repeats a few hosts a lot).
-_VALID_HOSTS: dict[str, bool] = {}
-_VALID_HOSTS_MAX = 4096
+_VALID_HOSTS: Final[dict[str, bool]] = {}
+_VALID_HOSTS_MAX: Final = 4096
 
 
 def validateHost(host: str) -> None:
@@ -122,6 +131,17 @@ def _validateHost(host: str) -> None:
         return
     if len(host) > 255 or not _HOSTNAME_RE.fullmatch(host):
         raise SIPParseError(f"bad host {host[:60]!r}")
+
+
+def isValidHost(host: str) -> bool:
+    """True if L{validateHost} accepts C{host}."""
+    if host in _VALID_HOSTS:
+        return True
+    try:
+        validateHost(host)
+    except SIPParseError:
+        return False
+    return True
 
 
 def splitHostPort(text: str) -> tuple[str, Optional[int]]:
@@ -171,7 +191,7 @@ class URI:
         password: Optional[str] = None,
         opaque: Optional[str] = None,
     ) -> None:
-        self.scheme = scheme.lower()
+        self.scheme = scheme if scheme == "sip" else scheme.lower()
         self.user = user
         self.password = password
         self.host = host
@@ -184,52 +204,24 @@ class URI:
     def parse(cls, text: str) -> "URI":
         """Parse C{text}; raise L{SIPParseError} if it is not a valid URI."""
         if text[:4] == "sip:":
-            return cls._parseSIP("sip", text[4:])
+            return _parseSIP("sip", text[4:])
+        if text[:5] == "sips:":
+            return _parseSIP("sips", text[5:])
         m = _SCHEME_RE.fullmatch(text)
         if m is None:
             raise SIPParseError(f"malformed URI {text[:60]!r}")
         scheme = m.group(1).lower()
         rest = m.group(2)
         if scheme == "sip" or scheme == "sips":
-            return cls._parseSIP(scheme, rest)
+            return _parseSIP(scheme, rest)
         if not rest or not _OPAQUE_BAD.isdisjoint(rest):
             raise SIPParseError(f"bad character in URI {text[:60]!r}")
         if scheme == "tel":
             number, semi, paramText = rest.partition(";")
             if not number or not _TEL_CHARS.issuperset(number):
                 raise SIPParseError(f"bad telephone number in {text[:60]!r}")
-            return cls("tel", user=number, params=parseURIParams(paramText) if semi else {})
-        return cls(scheme, opaque=rest)
-
-    @classmethod
-    def _parseSIP(cls, scheme: str, rest: str) -> "URI":
-        at = rest.rfind("@")
-        user: Optional[str] = None
-        password: Optional[str] = None
-        if at >= 0:
-            userinfo = rest[:at]
-            rest = rest[at + 1:]
-            user, colon, pw = userinfo.partition(":")
-            if not user:
-                raise SIPParseError("empty user part in URI")
-            _checkChars(user, _USER_CHARS, "URI user part")
-            if colon:
-                _checkChars(pw, _PASSWORD_CHARS, "URI password")
-                password = pw
-        rest, question, headers = rest.partition("?")
-        hostport, semi, paramText = rest.partition(";")
-        host, port = splitHostPort(hostport)
-        if question:
-            _checkChars(headers, _HEADER_CHARS, "URI headers")
-        return cls(
-            scheme,
-            user=user,
-            host=host,
-            port=port,
-            params=parseURIParams(paramText) if semi else {},
-            headers=headers if question else None,
-            password=password,
-        )
+            return URI("tel", user=number, params=parseURIParams(paramText) if semi else {})
+        return URI(scheme, opaque=rest)
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -322,6 +314,79 @@ class URI:
                 if (value or "").lower() != (theirs[name] or "").lower():
                     return False
         return _headerSet(self.headers) == _headerSet(other.headers)
+
+
+def _parseSIP(scheme: str, rest: str) -> URI:
+    """A C{sip:} or C{sips:} URI from the text after the colon."""
+    plain = _plainSIP(scheme, rest)
+    if plain is not None:
+        return plain
+    return _parseSIPGeneral(scheme, rest)
+
+
+def _parseSIPGeneral(scheme: str, rest: str) -> URI:
+    """L{_parseSIP} for any form (the general way)."""
+    at = rest.rfind("@")
+    user: Optional[str] = None
+    password: Optional[str] = None
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1:]
+        user, colon, pw = userinfo.partition(":")
+        if not user:
+            raise SIPParseError("empty user part in URI")
+        _checkChars(user, _USER_CHARS, "URI user part")
+        if colon:
+            _checkChars(pw, _PASSWORD_CHARS, "URI password")
+            password = pw
+    rest, question, headers = rest.partition("?")
+    hostport, semi, paramText = rest.partition(";")
+    host, port = splitHostPort(hostport)
+    if question:
+        _checkChars(headers, _HEADER_CHARS, "URI headers")
+    return URI(
+        scheme,
+        user=user,
+        host=host,
+        port=port,
+        params=parseURIParams(paramText) if semi else {},
+        headers=headers if question else None,
+        password=password,
+    )
+
+
+def _plainSIP(scheme: str, rest: str) -> Optional[URI]:
+    """
+    L{_parseSIP} for the common form C{[user@]host[:port][;params]} with
+    no escapes, password, IPv6 reference, headers or upper-case parameter
+    name; C{None} for anything else (L{_parseSIP} then takes the general way).
+    """
+    n = len(rest)
+    start = 0
+    user: Optional[str] = None
+    at = rest.rfind("@")
+    if at >= 0:
+        if at == 0 or scan(rest, 0, _PLAIN_USER_TABLE) != at:
+            return None
+        user = rest[:at]
+        start = at + 1
+    i = scan(rest, start, _HOST_TABLE)
+    if i == start:
+        return None
+    host = rest[start:i]
+    port: Optional[int] = None
+    if i < n and rest[i] == ":":
+        portEnd = scan(rest, i + 1, _DIGIT_TABLE)
+        if portEnd == i + 1 or portEnd - i > 6 or (portEnd < n and rest[portEnd] != ";"):
+            return None
+        port = int(rest[i + 1:portEnd])
+        if port > 65535:
+            return None
+        i = portEnd
+    params = plainParams(rest, i, _PLAIN_PARAM_NAME_TABLE, _PLAIN_PARAM_TABLE)
+    if params is None or not isValidHost(host):
+        return None
+    return URI(scheme, user=user, host=host, port=port, params=params)
 
 
 def parseURIParams(text: str) -> dict[str, Optional[str]]:
