@@ -355,3 +355,44 @@ class AdvertiseTests(unittest.TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         self.assertEqual(service.listenerFor("udp").host, "127.0.0.1")  # type: ignore[union-attr]
+
+
+class MarkReceivedTests(unittest.TestCase):
+    """RFC 3261 §18.2.1 / RFC 3581 §4 on the parsed request: the wire form follows."""
+
+    SOURCE = Address("udp", "192.0.2.7", 40123)
+
+    def marked(self, vias: bytes) -> Request:
+        data = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n" + vias +
+                b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: m\r\n"
+                b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        request = parseMessage(data)
+        assert isinstance(request, Request)
+        TransportService._markReceived(request, self.SOURCE)
+        return request
+
+    def assertWireMatches(self, request: Request, expected: list[str]) -> None:
+        self.assertEqual(request.getHeaderValues("Via"), expected)
+        again = parseMessage(request.toBytes())
+        self.assertEqual(again.getHeaderValues("Via"), expected)
+        self.assertEqual([str(v) for v in request.vias], [str(v) for v in again.vias])
+
+    def test_rportOneViaPerLine(self) -> None:
+        request = self.marked(b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\n"
+                              b"Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb\r\n")
+        self.assertWireMatches(request, [
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport=40123;received=192.0.2.7",
+            "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb",
+        ])
+
+    def test_receivedWithFoldedVias(self) -> None:
+        """Several Vias on the first line: each keeps its own value, only the top one is marked."""
+        request = self.marked(b"Via: SIP/2.0/UDP host.example;branch=z9hG4bKa, SIP/2.0/TCP 10.0.0.2;branch=z9hG4bKb\r\n")
+        self.assertWireMatches(request, [
+            "SIP/2.0/UDP host.example;branch=z9hG4bKa;received=192.0.2.7",
+            "SIP/2.0/TCP 10.0.0.2;branch=z9hG4bKb",
+        ])
+
+    def test_sentFromItsOwnAddressUntouched(self) -> None:
+        request = self.marked(b"Via: SIP/2.0/UDP 192.0.2.7:40123;branch=z9hG4bKa\r\n")
+        self.assertWireMatches(request, ["SIP/2.0/UDP 192.0.2.7:40123;branch=z9hG4bKa"])

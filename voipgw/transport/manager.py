@@ -374,20 +374,29 @@ class TransportService(Service):
             via = request.topVia
         except SIPParseError:
             return
-        changed = False
-        if "rport" in via.params and not via.params["rport"]:
-            via.params["rport"] = str(source.port)
-            via.params["received"] = source.bareHost
-            changed = True
-        elif via.host.strip("[]").lower() != source.bareHost.lower():
-            via.params["received"] = source.bareHost
-            changed = True
-        if changed:
-            vias = request.vias
-            values = request.getHeaderValues("Via")
-            values[0] = str(via)
-            request.setHeaderValues("Via", values)
-            request._cache["Via"] = vias
+        params = via.params
+        host = source.bareHost
+        if "rport" in params and not params["rport"]:
+            params["rport"] = str(source.port)
+            params["received"] = host
+        elif via.host != host and via.host.strip("[]").lower() != host.lower():
+            params["received"] = host
+        else:
+            return
+        # rewrite the top Via's line in place (the parsed Vias stay valid:
+        # the top one is the object just changed)
+        headers = request.headers
+        for index, (name, value) in enumerate(headers):
+            if name == "Via":
+                if "," not in value:
+                    headers[index] = ("Via", str(via))
+                    return
+                break  # several Vias folded into the first line: rebuild them
+        vias = request.vias
+        values = request.getHeaderValues("Via")
+        values[0] = str(via)
+        request.setHeaderValues("Via", values)
+        request._cache["Via"] = vias
 
     # -- sending -----------------------------------------------------------
 
