@@ -7,7 +7,7 @@ our voipgw_plugin.py into it.
 
 The SIP message layer (voipgw.build.COMPILED_MODULES) is compiled to C with
 mypyc when mypyc and a C compiler are available: the same source, type
-checked, runs about 2.5 times faster (docs/performance.md).  When they are
+checked, parses SIP about six times faster (docs/performance.md).  When they are
 not, or with C{VOIPGW_PURE_PYTHON=1}, voipgw installs as pure Python and
 works the same, only slower; a worker logs which build it runs.
 """

@@ -5,8 +5,9 @@ Which build of voipgw is running.
 C{pip install .} compiles the modules in L{COMPILED_MODULES} to C with
 mypyc (setup.py reads this list); without mypyc or a C compiler, or with
 C{VOIPGW_PURE_PYTHON=1}, they install as plain Python.  Both builds behave
-the same; the compiled one parses and serialises SIP about 2.5 times
-faster, and the REGISTER path about a third faster (docs/performance.md).  Running from a source checkout uses the
+the same; the compiled one parses SIP about six times faster (its fast
+paths scan characters, which plain Python does slowly) and serialises it
+about 2.5 times faster (docs/performance.md).  Running from a source checkout uses the
 Python sources.
 """
 
