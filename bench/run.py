@@ -535,6 +535,11 @@ def sippErrors(directory: str, limit: int = 8, offsets: Optional[dict[str, int]]
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
 
 
+#: Scenarios that open no dialog: sipp runs them without its default
+#: abort behaviour (-nd).
+NO_DIALOG_SCENARIOS = frozenset({"register", "options"})
+
+
 def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str, keys: dict[str, str],
             inf: Optional[str] = None, uas: Optional[Uas] = None) -> dict[str, Any]:
     calls = max(1, int(rate * seconds))
@@ -552,6 +557,13 @@ def runSipp(scenario: str, server: Server, rate: int, seconds: float, work: str,
         "-timeout", f"{int(seconds * 2 + 30)}s", "-timeout_error",
         "-max_sched_loops", "5000", "-max_recv_loops", "5000",
     ]
+    if scenario in NO_DIALOG_SCENARIOS:
+        # sipp's default on giving up a "call" is to send BYE (or CANCEL):
+        # for a REGISTER or an OPTIONS no device does that, and the server
+        # would route each such BYE to the registered contact (a dead
+        # sipp call) and retransmit it for 32 s -- load that only an
+        # overloaded rung creates, on the server that overloads first
+        argv.append("-nd")
     for key, value in keys.items():
         argv += [key, value] if key.startswith("-") else ["-key", key, value]
     if inf:
