@@ -71,6 +71,16 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+
+def _splitLines(values: list[str]) -> list[str]:
+    """The comma-separated elements of a list header's lines, in order."""
+    if len(values) == 1:
+        return splitCommas(values[0])
+    out: list[str] = []
+    for v in values:
+        out.extend(splitCommas(v))
+    return out
+
 class Message:
     """Common part of L{Request} and L{Response}."""
 
@@ -122,12 +132,7 @@ class Message:
         """
         canonical, values = self._rawValues(name)
         if canonical in LIST_HEADERS:
-            if len(values) == 1:
-                return splitCommas(values[0])
-            out: list[str] = []
-            for v in values:
-                out.extend(splitCommas(v))
-            return out
+            return _splitLines(values)
         return values
 
     def hasHeader(self, name: str) -> bool:
@@ -190,13 +195,7 @@ class Message:
 
     def _knownValues(self, canonical: str) -> list[str]:
         """L{getHeaderValues} for a known list header, by canonical name."""
-        values = [v for n, v in self.headers if n == canonical]
-        if len(values) == 1:
-            return splitCommas(values[0])
-        out: list[str] = []
-        for v in values:
-            out.extend(splitCommas(v))
-        return out
+        return _splitLines([v for n, v in self.headers if n == canonical])
 
     @property
     def vias(self) -> list[Via]:
