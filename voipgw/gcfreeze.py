@@ -37,6 +37,8 @@ from typing import Any, Callable, Optional
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from voipgw.gcwatch import addStatsGauges
+
 #: Seconds between freezes (the default of [node] gc_freeze_interval).
 DEFAULT_INTERVAL = 1.0
 
@@ -145,9 +147,5 @@ class OldObjectFreezer:
 
     def addGauges(self, counters: Any) -> None:
         """Publish L{stats} as C{gc.freeze.*} gauges of a L{voipgw.stats.Counters}."""
-        for name in self.stats():
-            counters.addGauge(f"gc.freeze.{name}", self._reader(name))
-
-    def _reader(self, name: str) -> Callable[[], float]:
-        return lambda: self.stats()[name]
+        addStatsGauges(counters, "gc.freeze.", self.stats)
 

@@ -84,8 +84,14 @@ class GCWatch:
 
     def addGauges(self, counters: Any) -> None:
         """Publish L{stats} as C{gc.*} gauges of a L{voipgw.stats.Counters}."""
-        for name in self.stats():
-            counters.addGauge(f"gc.{name}", self._reader(name))
+        addStatsGauges(counters, "gc.", self.stats)
 
-    def _reader(self, name: str) -> Callable[[], float]:
-        return lambda: self.stats()[name]
+
+def addStatsGauges(counters: Any, prefix: str, stats: Callable[[], dict[str, float]]) -> None:
+    """Publish each entry of C{stats()} as gauge C{prefix + name} of C{counters}."""
+    for name in stats():
+        counters.addGauge(prefix + name, _reader(stats, name))
+
+
+def _reader(stats: Callable[[], dict[str, float]], name: str) -> Callable[[], float]:
+    return lambda: stats()[name]
