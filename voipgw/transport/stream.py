@@ -28,6 +28,10 @@ class SIPStreamProtocol(Protocol):
     """
 
     log = Logger()
+    #: the connection's transport; None once the connection is lost.
+    #: (Declared here so that the type does not depend on whether mypy
+    #: sees Twisted: the isolated mypyc build does not install it.)
+    transport: Any
 
     def __init__(self, service: "TransportService", transportName: str, outbound: bool = False) -> None:
         self.service = service
