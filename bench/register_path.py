@@ -41,7 +41,7 @@ import time
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.environ.get("VOIPGW_PATH") or os.path.dirname(HERE))
 
 from twisted.internet import defer, reactor  # noqa: E402
 
