@@ -1,11 +1,13 @@
-"""Tests for L{voipgw.coroutines.startCoroutine}."""
+"""Tests for L{voipgw.coroutines}."""
 
 from __future__ import annotations
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from voipgw.coroutines import startCoroutine
+from twisted.python.failure import Failure
+
+from voipgw.coroutines import runCoroutine, startCoroutine
 
 
 class StartCoroutineTests(TestCase):
@@ -76,3 +78,56 @@ class StartCoroutineTests(TestCase):
         d.cancel()
         self.failureResultOf(d, defer.CancelledError)
         self.assertTrue(waiting.called, "cancelling reaches the awaited Deferred")
+
+
+class RunCoroutineTests(TestCase):
+    """L{runCoroutine}: effects only, failures to a callback, now or later."""
+
+    def test_synchronousFinishCallsNothing(self) -> None:
+        failures: list[Failure] = []
+        done: list[int] = []
+
+        async def work() -> None:
+            done.append(await defer.succeed(1))
+
+        runCoroutine(work(), failures.append)
+        self.assertEqual((done, failures), ([1], []))
+
+    def test_synchronousFailureReported(self) -> None:
+        failures: list[Failure] = []
+
+        async def work() -> None:
+            await defer.succeed(None)
+            raise ValueError("bad")
+
+        runCoroutine(work(), failures.append)
+        self.assertEqual(len(failures), 1)
+        self.assertTrue(failures[0].check(ValueError))
+
+    def test_laterFailureReported(self) -> None:
+        failures: list[Failure] = []
+        waiting: defer.Deferred[int] = defer.Deferred()
+        steps: list[int] = []
+
+        async def work() -> None:
+            steps.append(await waiting)
+            raise KeyError("late")
+
+        runCoroutine(work(), failures.append)
+        self.assertEqual((steps, failures), ([], []))
+        waiting.callback(7)
+        self.assertEqual(steps, [7])
+        self.assertEqual(len(failures), 1)
+        self.assertTrue(failures[0].check(KeyError))
+
+    def test_laterSuccessReportsNothing(self) -> None:
+        failures: list[Failure] = []
+        waiting: defer.Deferred[int] = defer.Deferred()
+        steps: list[int] = []
+
+        async def work() -> None:
+            steps.append(await waiting)
+
+        runCoroutine(work(), failures.append)
+        waiting.callback(3)
+        self.assertEqual((steps, failures), ([3], []))

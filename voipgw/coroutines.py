@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 _T = TypeVar("_T")
 
@@ -34,3 +35,20 @@ def startCoroutine(coroutine: Coroutine[Any, Any, _T]) -> "defer.Deferred[_T]":
     except BaseException:
         return defer.fail()
     return defer.Deferred.fromCoroutine(coroutine)
+
+
+def runCoroutine(coroutine: Coroutine[Any, Any, Any], onFailure: Callable[[Failure], Any]) -> None:
+    """
+    Run C{coroutine} for its effects, like L{startCoroutine} but without a
+    Deferred when it finishes in its first step (the common case of a
+    request answered from memory): its result is dropped, and
+    C{onFailure(failure)} is called if it raises, at once or later.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    except BaseException:
+        onFailure(Failure())
+        return
+    defer.Deferred.fromCoroutine(coroutine).addErrback(onFailure)

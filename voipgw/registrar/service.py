@@ -55,7 +55,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from voipgw.coroutines import startCoroutine
+from voipgw.coroutines import runCoroutine
 from voipgw.db.errors import DatabaseUnavailable
 from voipgw.interfaces import ISIPApplication
 from voipgw.location.binding import Binding
@@ -204,8 +204,8 @@ class Registrar(Service):
     # -- ISIPApplication ---------------------------------------------------------
 
     def handleRequest(self, request: Request, transaction: Any) -> None:
-        d = startCoroutine(self.processRegister(request, transaction))
-        d.addErrback(self._crashed, request, transaction)
+        runCoroutine(self.processRegister(request, transaction),
+                     lambda failure: self._crashed(failure, request, transaction))
 
     def _crashed(self, failure: Failure, request: Request, transaction: Any) -> None:
         self.log.failure("REGISTER processing failed (Call-ID {callId})", failure,
