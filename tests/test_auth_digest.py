@@ -22,6 +22,7 @@ from twisted.trial.unittest import TestCase
 from voipgw.auth import AuthConfig, DigestAuthenticator, digestResponse, loadOrCreateSecret
 from voipgw.errors import ConfigError
 from voipgw.sip.address import DigestParams
+from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Request, Response, parseMessage
 from voipgw.subscribers import SubscriberConfig, SubscriberService, computeHA1
 
@@ -145,6 +146,94 @@ class VectorTests(TestCase):
             digestResponse("MD5-sess", ha1, self.NONCE, "00000001", self.CNONCE, "auth", "GET", "/x"),
             digestResponse("MD5", sessHA1, self.NONCE, "00000001", self.CNONCE, "auth", "GET", "/x"),
         )
+
+
+class CredentialsParsingTests(TestCase):
+    """
+    L{digest._parseCredentials}: its fast path for the usual form gives
+    what L{DigestParams.parse} gives, and every other form falls back to
+    the general parsers with the same result or error.
+    """
+
+    USUAL = [
+        # sipp's form: no spaces, unquoted nc, qop and algorithm
+        'Digest username="alice",realm="example.test",cnonce="6b8b4567",nc=00000001,qop=auth,'
+        'uri="sip:example.test",nonce="AAABi8_ojAA-abc_def",response="0123abcd",algorithm=MD5',
+        # spaces after the commas and around '=', other names and cases
+        'Digest username="alice", realm="example.test", Nonce = "n", uri="sip:a@b;x=y", '
+        'response="r", algorithm=SHA-256, qop=auth, nc=0000000a, cnonce="c", opaque=""',
+        'Digest  Username="a b", X-Ext.1=tok~en, realm="\u00e9t\u00e9"\t',
+    ]
+    FALLBACK = [
+        'digest username="alice", realm="example.test"',  # scheme in lower case
+        ' Digest username="alice"',  # leading space
+        'Digest username="alice", uri="sip:a,b@example.test"',  # comma inside quotes
+        'Digest username="al\\"ice", realm="r"',  # escaped quote
+        'Digest username="alice",, realm="r"',  # empty item
+        'Digest username="alice", realm="r",',  # trailing comma
+        'Digest username="a\u00a0b"',  # a quoted non-printable character
+        'Digest username="a\x01b"',  # a quoted control character
+        'Digest username=al\u00e9',  # a non-token value
+    ]
+    ERRORS = [
+        'Digest username="alice", realm="r", Realm="s"',  # duplicate
+        'Digest username="alice", realm',
+        'Digest user name="alice"',
+        'Digest username="a"b"',
+        'Digest username="unterminated',
+    ]
+
+    def test_usualForm(self) -> None:
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.USUAL:
+            fast = _parseUsual(value)
+            self.assertIsNotNone(fast, value)
+            assert fast is not None
+            general = DigestParams.parse(value)
+            self.assertEqual((fast.scheme, fast.params), (general.scheme, general.params), value)
+            parsed = _parseCredentials(value)
+            self.assertEqual((parsed.scheme, parsed.params), (general.scheme, general.params), value)
+        params = _parseCredentials(self.USUAL[1]).params
+        self.assertEqual(params["nonce"], "n")
+        self.assertEqual(params["uri"], "sip:a@b;x=y")
+        self.assertEqual(params["opaque"], "")
+        params = _parseCredentials(self.USUAL[2]).params
+        self.assertEqual(params, {"username": "a b", "x-ext.1": "tok~en", "realm": "\u00e9t\u00e9"})
+
+    def test_fallback(self) -> None:
+        """Other forms take the general parsers, with their result."""
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.FALLBACK:
+            self.assertIsNone(_parseUsual(value), value)
+            try:
+                general = DigestParams.parse(value)
+            except SIPParseError as e:
+                with self.assertRaises(SIPParseError, msg=value) as caught:
+                    _parseCredentials(value)
+                self.assertEqual(str(caught.exception), str(e))
+                continue
+            parsed = _parseCredentials(value)
+            self.assertEqual((parsed.scheme, parsed.params), (general.scheme, general.params), value)
+        self.assertEqual(_parseCredentials(self.FALLBACK[2]).params["uri"], "sip:a,b@example.test")
+        # A tab after the scheme: the regex fast path takes it (unlike
+        # DigestParams.parse), with everything up to the first space as the
+        # scheme, so credentials() ignores it as not Digest.  Kept as it was.
+        value = 'Digest\tusername="alice"'
+        self.assertIsNone(_parseUsual(value))
+        parsed = _parseCredentials(value)
+        self.assertEqual((parsed.scheme, parsed.params), (value, {"username": "alice"}))
+
+    def test_errors(self) -> None:
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.ERRORS:
+            self.assertIsNone(_parseUsual(value), value)
+            self.assertRaises(SIPParseError, _parseCredentials, value)
+        with self.assertRaises(SIPParseError) as caught:
+            _parseCredentials(self.ERRORS[0])
+        self.assertIn("duplicate authentication parameter 'realm'", str(caught.exception))
 
 
 class AuthenticatorTests(TestCase):

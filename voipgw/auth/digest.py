@@ -77,8 +77,64 @@ _FAST_CREDENTIALS = re.compile(rf"[ \t]*Digest[ \t]+{_PARAM}(?:[ \t]*,[ \t]*{_PA
 _FAST_PARAM = re.compile(_PARAM)
 
 
+_TOKEN_RE = re.compile(_TOKEN)
+#: Parameter names as clients usually spell them (lower case already).
+_NAMES = {
+    name: name
+    for name in ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc")
+}
+
+
+def _isToken(text: str) -> bool:
+    # ASCII letters and digits are token characters; anything else asks the regex
+    return (text.isascii() and text.isalnum()) or _TOKEN_RE.fullmatch(text) is not None
+
+
+def _parseUsual(value: str) -> Optional[DigestParams]:
+    """
+    The credentials as clients usually send them, without a regex pass:
+    C{Digest } then comma-separated C{name=value} items, each value a
+    token or a quoted string holding no quote, backslash or unprintable
+    character.  C{None} for anything else (a comma inside quotes, other
+    spacing, a duplicate, ...), which then goes through the general
+    parsers: what this accepts is a subset of what L{_FAST_CREDENTIALS}
+    accepts, with the same result.
+    """
+    if not value.startswith("Digest "):
+        return None
+    params: dict[str, str] = {}
+    for item in value[7:].split(","):
+        name, eq, text = item.partition("=")
+        if not eq:
+            return None
+        key = _NAMES.get(name)
+        if key is None:
+            name = name.strip(" \t")
+            key = _NAMES.get(name)
+            if key is None:
+                if not _isToken(name):
+                    return None
+                key = name.lower()
+        text = text.strip(" \t")
+        if text[:1] == '"':
+            if len(text) < 2 or text[-1] != '"':
+                return None
+            text = text[1:-1]
+            if '"' in text or "\\" in text or not text.isprintable():
+                return None
+        elif not _isToken(text):
+            return None
+        if key in params:
+            return None
+        params[key] = text
+    return DigestParams("Digest", params)
+
+
 def _parseCredentials(value: str) -> DigestParams:
-    """L{DigestParams.parse}, with a fast path for the usual Digest form."""
+    """L{DigestParams.parse}, with fast paths for the usual Digest form."""
+    usual = _parseUsual(value)
+    if usual is not None:
+        return usual
     if _FAST_CREDENTIALS.fullmatch(value) is not None:
         params: dict[str, str] = {}
         for name, quoted, token in _FAST_PARAM.findall(value[value.lower().index("digest") + 6:]):
