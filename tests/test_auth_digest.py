@@ -10,7 +10,9 @@ temporary directory.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import stat
 import uuid
@@ -234,6 +236,44 @@ class CredentialsParsingTests(TestCase):
         with self.assertRaises(SIPParseError) as caught:
             _parseCredentials(self.ERRORS[0])
         self.assertIn("duplicate authentication parameter 'realm'", str(caught.exception))
+
+
+class NonceFormatTests(TestCase):
+    """
+    The nonce is base64url(issued-ms (8 bytes, big-endian) || random (8) ||
+    HMAC-SHA256(secret, first 16 bytes || lower-case realm)[:16]), unpadded.
+    """
+
+    def check(self, secret: bytes, realm: str) -> None:
+        clock = task.Clock()
+        clock.advance(1_700_000_123.4567)
+        auth = DigestAuthenticator(None, secret, clock)
+        for _ in range(3):
+            nonce = auth.makeNonce(realm)
+            self.assertEqual(len(nonce), 43)
+            raw = base64.urlsafe_b64decode(nonce + "=")
+            head = raw[:16]
+            self.assertEqual(int.from_bytes(head[:8], "big"), 1_700_000_123_456)
+            mac = hmac.new(secret, head + realm.lower().encode("utf-8"), hashlib.sha256).digest()[:16]
+            self.assertEqual(raw[16:], mac)
+            self.assertEqual(auth.nonceIssued(nonce, realm), 1_700_000_123.456)
+            self.assertEqual(auth.nonceIssued(nonce, realm.upper()), 1_700_000_123.456)
+            self.assertIsNone(auth.nonceIssued(nonce, realm + "x"))
+            # (a middle character: the last one carries 2 bits that decoding ignores)
+            forged = nonce[:30] + ("A" if nonce[30] != "A" else "B") + nonce[31:]
+            self.assertIsNone(auth.nonceIssued(forged, realm))
+            self.assertIsNone(auth.nonceIssued(nonce[:-1] + "\u00e9", realm))
+            self.assertIsNone(auth.nonceIssued(nonce + "A", realm))
+
+    def test_shortSecret(self) -> None:
+        self.check(b"0123456789abcdef", "Example.TEST")
+
+    def test_blockSizeSecret(self) -> None:
+        self.check(bytes(range(64)), "example.test")
+
+    def test_longSecret(self) -> None:
+        """A secret longer than SHA-256's block is hashed first (RFC 2104)."""
+        self.check(bytes(range(200)), "\u00e9xample.test")
 
 
 class AuthenticatorTests(TestCase):
