@@ -42,7 +42,7 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Final, Optional
 
 from twisted.logger import Logger
 
@@ -77,7 +77,7 @@ _FAST_PARAM = re.compile(_PARAM)
 
 _TOKEN_RE = re.compile(_TOKEN)
 #: Parameter names as clients usually spell them (lower case already).
-_NAMES = {
+_NAMES: Final = {
     name: name
     for name in ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc")
 }
@@ -90,21 +90,25 @@ def _isToken(text: str) -> bool:
 
 def _parseUsual(value: str) -> Optional[DigestParams]:
     """
-    The credentials as clients usually send them, without a regex pass:
-    C{Digest } then comma-separated C{name=value} items, each value a
-    token or a quoted string holding no quote, backslash or unprintable
-    character.  C{None} for anything else (a comma inside quotes, other
-    spacing, a duplicate, ...), which then goes through the general
-    parsers: what this accepts is a subset of what L{_FAST_CREDENTIALS}
-    accepts, with the same result.
+    The credentials as clients usually send them, scanned with C{find}
+    instead of a regex pass: C{Digest } then comma-separated C{name=value}
+    items, each value a token or a quoted string (opening right after the
+    C{=}) holding no backslash or unprintable character, spaces and tabs
+    allowed around names, token values and commas.  C{None} for anything
+    else (other spacing or case of the scheme, an empty item, a duplicate,
+    ...), which then goes through the general parsers: what this accepts
+    is a subset of what L{_FAST_CREDENTIALS} accepts, with the same result.
     """
     if not value.startswith("Digest "):
         return None
     params: dict[str, str] = {}
-    for item in value[7:].split(","):
-        name, eq, text = item.partition("=")
-        if not eq:
+    n = len(value)
+    pos = 7
+    while True:
+        eq = value.find("=", pos)
+        if eq < 0:
             return None
+        name = value[pos:eq]
         key = _NAMES.get(name)
         if key is None:
             name = name.strip(" \t")
@@ -113,19 +117,33 @@ def _parseUsual(value: str) -> Optional[DigestParams]:
                 if not _isToken(name):
                     return None
                 key = name.lower()
-        text = text.strip(" \t")
-        if text[:1] == '"':
-            if len(text) < 2 or text[-1] != '"':
+        if value[eq + 1:eq + 2] == '"':
+            close = value.find('"', eq + 2)
+            if close < 0:
                 return None
-            text = text[1:-1]
-            if '"' in text or "\\" in text or not text.isprintable():
+            text = value[eq + 2:close]
+            if "\\" in text or not text.isprintable():
                 return None
-        elif not _isToken(text):
-            return None
+            comma = value.find(",", close + 1)
+            if comma < 0:
+                comma = n
+            if comma != close + 1 and value[close + 1:comma].strip(" \t"):
+                return None
+        else:
+            comma = value.find(",", eq + 1)
+            if comma < 0:
+                comma = n
+            text = value[eq + 1:comma]
+            if not _isToken(text):
+                text = text.strip(" \t")
+                if not _isToken(text):
+                    return None
         if key in params:
             return None
         params[key] = text
-    return DigestParams("Digest", params)
+        if comma == n:
+            return DigestParams("Digest", params)
+        pos = comma + 1
 
 
 def _parseCredentials(value: str) -> DigestParams:
