@@ -10,7 +10,9 @@ temporary directory.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import stat
 import uuid
@@ -22,6 +24,7 @@ from twisted.trial.unittest import TestCase
 from voipgw.auth import AuthConfig, DigestAuthenticator, digestResponse, loadOrCreateSecret
 from voipgw.errors import ConfigError
 from voipgw.sip.address import DigestParams
+from voipgw.sip.errors import SIPParseError
 from voipgw.sip.message import Request, Response, parseMessage
 from voipgw.subscribers import SubscriberConfig, SubscriberService, computeHA1
 
@@ -145,6 +148,137 @@ class VectorTests(TestCase):
             digestResponse("MD5-sess", ha1, self.NONCE, "00000001", self.CNONCE, "auth", "GET", "/x"),
             digestResponse("MD5", sessHA1, self.NONCE, "00000001", self.CNONCE, "auth", "GET", "/x"),
         )
+
+
+class CredentialsParsingTests(TestCase):
+    """
+    L{digest._parseCredentials}: its fast path for the usual form gives
+    what L{DigestParams.parse} gives, and every other form falls back to
+    the general parsers with the same result or error.
+    """
+
+    USUAL = [
+        # sipp's form: no spaces, unquoted nc, qop and algorithm
+        'Digest username="alice",realm="example.test",cnonce="6b8b4567",nc=00000001,qop=auth,'
+        'uri="sip:example.test",nonce="AAABi8_ojAA-abc_def",response="0123abcd",algorithm=MD5',
+        # spaces after the commas and around '=', other names and cases
+        'Digest username="alice", realm="example.test", Nonce ="n", uri="sip:a@b;x=y", '
+        'response="r" , algorithm=SHA-256 , qop= auth, nc=0000000a\t,\tcnonce="c", opaque=""',
+        'Digest  Username="a b", X-Ext.1=tok~en, realm="\u00e9t\u00e9"\t',
+        'Digest username="alice", uri="sip:a,b@example.test"',  # comma inside quotes
+    ]
+    FALLBACK = [
+        'digest username="alice", realm="example.test"',  # scheme in lower case
+        ' Digest username="alice"',  # leading space
+        'Digest username= "alice"',  # space before a quoted value
+        'Digest username="al\\"ice", realm="r"',  # escaped quote
+        'Digest username="alice",, realm="r"',  # empty item
+        'Digest username="alice", realm="r",',  # trailing comma
+        'Digest username="a\u00a0b"',  # a quoted non-printable character
+        'Digest username="a\x01b"',  # a quoted control character
+        'Digest username=al\u00e9',  # a non-token value
+    ]
+    ERRORS = [
+        'Digest username="alice", realm="r", Realm="s"',  # duplicate
+        'Digest username="alice", realm',
+        'Digest user name="alice"',
+        'Digest username="a"b"',
+        'Digest username="a" realm="b"',
+        'Digest username=a b',
+        'Digest username="unterminated',
+    ]
+
+    def test_usualForm(self) -> None:
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.USUAL:
+            fast = _parseUsual(value)
+            self.assertIsNotNone(fast, value)
+            assert fast is not None
+            general = DigestParams.parse(value)
+            self.assertEqual((fast.scheme, fast.params), (general.scheme, general.params), value)
+            parsed = _parseCredentials(value)
+            self.assertEqual((parsed.scheme, parsed.params), (general.scheme, general.params), value)
+        params = _parseCredentials(self.USUAL[1]).params
+        self.assertEqual(params["nonce"], "n")
+        self.assertEqual(params["uri"], "sip:a@b;x=y")
+        self.assertEqual(params["opaque"], "")
+        self.assertEqual(params["qop"], "auth")
+        self.assertEqual(params["nc"], "0000000a")
+        params = _parseCredentials(self.USUAL[2]).params
+        self.assertEqual(params, {"username": "a b", "x-ext.1": "tok~en", "realm": "\u00e9t\u00e9"})
+        self.assertEqual(_parseCredentials(self.USUAL[3]).params["uri"], "sip:a,b@example.test")
+
+    def test_fallback(self) -> None:
+        """Other forms take the general parsers, with their result."""
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.FALLBACK:
+            self.assertIsNone(_parseUsual(value), value)
+            try:
+                general = DigestParams.parse(value)
+            except SIPParseError as e:
+                with self.assertRaises(SIPParseError, msg=value) as caught:
+                    _parseCredentials(value)
+                self.assertEqual(str(caught.exception), str(e))
+                continue
+            parsed = _parseCredentials(value)
+            self.assertEqual((parsed.scheme, parsed.params), (general.scheme, general.params), value)
+        # A tab after the scheme: the regex fast path takes it (unlike
+        # DigestParams.parse), with everything up to the first space as the
+        # scheme, so credentials() ignores it as not Digest.  Kept as it was.
+        value = 'Digest\tusername="alice"'
+        self.assertIsNone(_parseUsual(value))
+        parsed = _parseCredentials(value)
+        self.assertEqual((parsed.scheme, parsed.params), (value, {"username": "alice"}))
+
+    def test_errors(self) -> None:
+        from voipgw.auth.digest import _parseCredentials, _parseUsual
+
+        for value in self.ERRORS:
+            self.assertIsNone(_parseUsual(value), value)
+            self.assertRaises(SIPParseError, _parseCredentials, value)
+        with self.assertRaises(SIPParseError) as caught:
+            _parseCredentials(self.ERRORS[0])
+        self.assertIn("duplicate authentication parameter 'realm'", str(caught.exception))
+
+
+class NonceFormatTests(TestCase):
+    """
+    The nonce is base64url(issued-ms (8 bytes, big-endian) || random (8) ||
+    HMAC-SHA256(secret, first 16 bytes || lower-case realm)[:16]), unpadded.
+    """
+
+    def check(self, secret: bytes, realm: str) -> None:
+        clock = task.Clock()
+        clock.advance(1_700_000_123.4567)
+        auth = DigestAuthenticator(None, secret, clock)
+        for _ in range(3):
+            nonce = auth.makeNonce(realm)
+            self.assertEqual(len(nonce), 43)
+            raw = base64.urlsafe_b64decode(nonce + "=")
+            head = raw[:16]
+            self.assertEqual(int.from_bytes(head[:8], "big"), 1_700_000_123_456)
+            mac = hmac.new(secret, head + realm.lower().encode("utf-8"), hashlib.sha256).digest()[:16]
+            self.assertEqual(raw[16:], mac)
+            self.assertEqual(auth.nonceIssued(nonce, realm), 1_700_000_123.456)
+            self.assertEqual(auth.nonceIssued(nonce, realm.upper()), 1_700_000_123.456)
+            self.assertIsNone(auth.nonceIssued(nonce, realm + "x"))
+            # (a middle character: the last one carries 2 bits that decoding ignores)
+            forged = nonce[:30] + ("A" if nonce[30] != "A" else "B") + nonce[31:]
+            self.assertIsNone(auth.nonceIssued(forged, realm))
+            self.assertIsNone(auth.nonceIssued(nonce[:-1] + "\u00e9", realm))
+            self.assertIsNone(auth.nonceIssued(nonce + "A", realm))
+
+    def test_shortSecret(self) -> None:
+        self.check(b"0123456789abcdef", "Example.TEST")
+
+    def test_blockSizeSecret(self) -> None:
+        self.check(bytes(range(64)), "example.test")
+
+    def test_longSecret(self) -> None:
+        """A secret longer than SHA-256's block is hashed first (RFC 2104)."""
+        self.check(bytes(range(200)), "\u00e9xample.test")
 
 
 class AuthenticatorTests(TestCase):

@@ -35,16 +35,14 @@ are compared with L{hmac.compare_digest}.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 import os
 import re
-import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Final, Optional
 
 from twisted.logger import Logger
 
@@ -77,8 +75,82 @@ _FAST_CREDENTIALS = re.compile(rf"[ \t]*Digest[ \t]+{_PARAM}(?:[ \t]*,[ \t]*{_PA
 _FAST_PARAM = re.compile(_PARAM)
 
 
+_TOKEN_RE = re.compile(_TOKEN)
+#: Parameter names as clients usually spell them (lower case already).
+_NAMES: Final = {
+    name: name
+    for name in ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc")
+}
+
+
+def _isToken(text: str) -> bool:
+    # ASCII letters and digits are token characters; anything else asks the regex
+    return (text.isascii() and text.isalnum()) or _TOKEN_RE.fullmatch(text) is not None
+
+
+def _parseUsual(value: str) -> Optional[DigestParams]:
+    """
+    The credentials as clients usually send them, scanned with C{find}
+    instead of a regex pass: C{Digest } then comma-separated C{name=value}
+    items, each value a token or a quoted string (opening right after the
+    C{=}) holding no backslash or unprintable character, spaces and tabs
+    allowed around names, token values and commas.  C{None} for anything
+    else (other spacing or case of the scheme, an empty item, a duplicate,
+    ...), which then goes through the general parsers: what this accepts
+    is a subset of what L{_FAST_CREDENTIALS} accepts, with the same result.
+    """
+    if not value.startswith("Digest "):
+        return None
+    params: dict[str, str] = {}
+    n = len(value)
+    pos = 7
+    while True:
+        eq = value.find("=", pos)
+        if eq < 0:
+            return None
+        name = value[pos:eq]
+        key = _NAMES.get(name)
+        if key is None:
+            name = name.strip(" \t")
+            key = _NAMES.get(name)
+            if key is None:
+                if not _isToken(name):
+                    return None
+                key = name.lower()
+        if value[eq + 1:eq + 2] == '"':
+            close = value.find('"', eq + 2)
+            if close < 0:
+                return None
+            text = value[eq + 2:close]
+            if "\\" in text or not text.isprintable():
+                return None
+            comma = value.find(",", close + 1)
+            if comma < 0:
+                comma = n
+            if comma != close + 1 and value[close + 1:comma].strip(" \t"):
+                return None
+        else:
+            comma = value.find(",", eq + 1)
+            if comma < 0:
+                comma = n
+            text = value[eq + 1:comma]
+            if not _isToken(text):
+                text = text.strip(" \t")
+                if not _isToken(text):
+                    return None
+        if key in params:
+            return None
+        params[key] = text
+        if comma == n:
+            return DigestParams("Digest", params)
+        pos = comma + 1
+
+
 def _parseCredentials(value: str) -> DigestParams:
-    """L{DigestParams.parse}, with a fast path for the usual Digest form."""
+    """L{DigestParams.parse}, with fast paths for the usual Digest form."""
+    usual = _parseUsual(value)
+    if usual is not None:
+        return usual
     if _FAST_CREDENTIALS.fullmatch(value) is not None:
         params: dict[str, str] = {}
         for name, quoted, token in _FAST_PARAM.findall(value[value.lower().index("digest") + 6:]):
@@ -89,6 +161,11 @@ def _parseCredentials(value: str) -> DigestParams:
         return DigestParams(value.strip(" \t").partition(" ")[0], params)
     return DigestParams.parse(value)
 
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_URLSAFE_ENCODE = bytes.maketrans(b"+/", b"-_")
+_URLSAFE_DECODE = bytes.maketrans(b"-_", b"+/")
 
 #: Random bytes are read from the OS this many at a time (one syscall per
 #: 512 nonces instead of one each).
@@ -192,7 +269,15 @@ class DigestAuthenticator:
         self.algorithms = algorithms
         self.maxFailures = int(maxFailures)
         self.failureWindow = float(failureWindow)
-        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        # HMAC-SHA256 (RFC 2104) with the two padded-key states hashed
+        # once: signing copies them (two C calls each) instead of going
+        # through hmac.HMAC's Python methods.
+        key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        # realm -> its lower-cased UTF-8 bytes, as signed
+        self._realms: dict[str, bytes] = {}
         # nonce -> (issued, highest nc)
         self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._evictedBefore = float("-inf")
@@ -206,10 +291,19 @@ class DigestAuthenticator:
     # -- nonces ------------------------------------------------------------
 
     def _sign(self, head: bytes, realm: str) -> bytes:
-        mac = self._mac.copy()
-        mac.update(head)
-        mac.update(realm.lower().encode("utf-8", "surrogateescape"))
-        return mac.digest()[:16]
+        """C{HMAC-SHA256(secret, head || lower(realm))[:16]}."""
+        realmBytes = self._realms.get(realm)
+        if realmBytes is None:
+            realmBytes = realm.lower().encode("utf-8", "surrogateescape")
+            if len(self._realms) >= 1024:  # bounded: realms come from requests
+                self._realms.clear()
+            self._realms[realm] = realmBytes
+        inner = self._inner.copy()
+        inner.update(head + realmBytes)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        mac: bytes = outer.digest()
+        return mac[:16]
 
     def makeNonce(self, realm: str) -> str:
         """A fresh nonce for C{realm}, issued now."""
@@ -217,24 +311,26 @@ class DigestAuthenticator:
         if at + 8 > len(self._random):
             self._random, at = os.urandom(_RANDOM_CHUNK), 0
         self._randomAt = at + 8
-        head = struct.pack(">Q", int(self.clock.seconds() * 1000)) + self._random[at:at + 8]
-        return base64.urlsafe_b64encode(head + self._sign(head, realm)).rstrip(b"=").decode("ascii")
+        head = int(self.clock.seconds() * 1000).to_bytes(8, "big") + self._random[at:at + 8]
+        # base64url of 32 bytes: 43 characters and one '=' of padding, dropped
+        text = binascii.b2a_base64(head + self._sign(head, realm), newline=False)
+        return text.translate(_URLSAFE_ENCODE)[:_NONCE_TEXT].decode("ascii")
 
     def nonceIssued(self, nonce: str, realm: str) -> Optional[float]:
         """The issue time of a genuine nonce for C{realm}, else C{None}."""
         if len(nonce) != _NONCE_TEXT:
             return None
         try:
-            raw = base64.urlsafe_b64decode(nonce + "=")
-        except (binascii.Error, ValueError):
+            # what base64.urlsafe_b64decode(nonce + "=") does, without its wrappers
+            raw = binascii.a2b_base64(nonce.encode("ascii").translate(_URLSAFE_DECODE) + b"=")
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII
             return None
         if len(raw) != _NONCE_RAW:
             return None
         head = raw[:16]
         if not hmac.compare_digest(raw[16:], self._sign(head, realm)):
             return None
-        issued: float = struct.unpack(">Q", head[:8])[0] / 1000.0
-        return issued
+        return int.from_bytes(head[:8], "big") / 1000.0
 
     # -- challenges ----------------------------------------------------------
 
