@@ -70,8 +70,13 @@ def bindingToTuple(binding: Binding) -> tuple:
     return _bindingFields(binding)  # type: ignore[no-any-return]
 
 
+_NFIELDS = len(_FIELDS)
+
+
 def bindingFromTuple(values: Iterable[Any]) -> Binding:
     """The inverse of L{bindingToTuple}."""
+    if type(values) is tuple and len(values) == _NFIELDS:
+        return Binding(*values)
     values = tuple(values)
     if len(values) == len(_FIELDS):
         return Binding(*values)
@@ -343,9 +348,7 @@ class ReplicatedLocationStore:
     def receive(self, message: tuple) -> None:
         op = message[0]
         if op == "batch":
-            for item in message[1]:
-                if isinstance(item, tuple) and item and item[0] in ("save", "remove", "removeAll"):
-                    self.receive(item)
+            self._applyBatch(message[1])
         elif op == "save":
             self._applySave(message[1])
         elif op == "bulk":
@@ -361,6 +364,24 @@ class ReplicatedLocationStore:
             self._sendTable(int(message[1]))
         else:
             self.log.warn("unknown replication message {op!r}", op=op)
+
+    def _applyBatch(self, items: Iterable[Any]) -> None:
+        """Apply the changes of a C{batch}, in order (saves without a call each)."""
+        saveIfNewer = getattr(self.inner, "saveIfNewer", None)
+        now = self.clock.seconds()
+        applied = 0
+        try:
+            for item in items:
+                if not isinstance(item, tuple) or not item:
+                    continue
+                op = item[0]
+                if op == "save" and saveIfNewer is not None:
+                    if saveIfNewer(bindingFromTuple(item[1]), now):
+                        applied += 1
+                elif op in ("save", "remove", "removeAll"):
+                    self.receive(item)
+        finally:
+            self.applied += applied
 
     def _applySave(self, values: Any) -> None:
         binding = bindingFromTuple(values)
