@@ -277,7 +277,13 @@ class ReplicatedLocationStore:
     def save(self, binding: Binding) -> "defer.Deferred[None]":
         d = self.inner.save(binding)
         if self.channel is not None:
-            self._replicate(("save", bindingToTuple(binding)))
+            # _replicate, inlined: every REGISTER comes here
+            outbox = self._outbox
+            outbox.append(("save", _bindingFields(binding)))
+            if len(outbox) >= BULK_CHUNK:
+                self.flush()
+            elif not self._flushing:
+                self._scheduleFlush()
         return d  # type: ignore[no-any-return]
 
     def remove(self, aor: str, key: str) -> "defer.Deferred[bool]":
@@ -303,9 +309,12 @@ class ReplicatedLocationStore:
         if len(self._outbox) >= BULK_CHUNK:
             self.flush()
         elif not self._flushing:
-            self._flushing = True
-            wait = self._lastFlush + self.flushInterval - self.clock.seconds()
-            self.clock.callLater(max(0.0, wait), self._scheduledFlush)
+            self._scheduleFlush()
+
+    def _scheduleFlush(self) -> None:
+        self._flushing = True
+        wait = self._lastFlush + self.flushInterval - self.clock.seconds()
+        self.clock.callLater(max(0.0, wait), self._scheduledFlush)
 
     def _scheduledFlush(self) -> None:
         if self._flushing:
@@ -319,6 +328,9 @@ class ReplicatedLocationStore:
         if not outbox:
             return
         if self.channel is None:
+            return
+        if len(outbox) <= BULK_CHUNK:
+            self.channel.sendBuffered(("batch", outbox))
             return
         for start in range(0, len(outbox), BULK_CHUNK):
             self.channel.sendBuffered(("batch", outbox[start:start + BULK_CHUNK]))
