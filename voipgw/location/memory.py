@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -32,8 +31,6 @@ from zope.interface import implementer
 
 from voipgw.interfaces import ILocationStore
 from voipgw.location.binding import Binding
-
-_intern = sys.intern
 
 
 @implementer(ILocationStore)
@@ -130,7 +127,7 @@ class MemoryLocationStore:
         if binding.expires <= now:
             return False
         key = binding.key
-        aor = _intern(binding.aor)
+        aor = binding.aor
         old = self._aors.get(aor, ())
         updated = binding.updated
         for existing in old:
@@ -140,7 +137,7 @@ class MemoryLocationStore:
         return True
 
     def _save(self, binding: Binding) -> None:
-        aor = _intern(binding.aor)
+        aor = binding.aor
         self._put(aor, binding.key, binding, self._aors.get(aor, ()))
 
     def _put(self, aor: str, key: str, binding: Binding, old: tuple[Binding, ...]) -> None:
