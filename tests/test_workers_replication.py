@@ -152,6 +152,43 @@ class ApplyTests(TestCase):
         self.store.receive(("batch", [("remove", "a@example.com", binding.key)]))
         self.assertEqual(self.lookup("a@example.com"), [])
 
+    def test_batchAppliedInOrder(self) -> None:
+        """A batch's saves and removes apply in order; late, expired and malformed items are skipped."""
+        a1 = makeBinding("a@example.com", 1, expires=NOW + 60, updated=NOW)
+        a2 = makeBinding("a@example.com", 2, expires=NOW + 60, updated=NOW)
+        stale = makeBinding("a@example.com", 2, expires=NOW + 90, updated=NOW - 5)
+        expired = makeBinding("c@example.com", expires=NOW - 1, updated=NOW - 61)
+        b = makeBinding("b@example.com", expires=NOW + 60, updated=NOW)
+        self.store.receive(("batch", [
+            ("save", bindingToTuple(a1)), ("save", bindingToTuple(a2)), ("remove", "a@example.com", a1.key),
+            ("save", bindingToTuple(stale)), ("save", bindingToTuple(expired)), (), "junk", ("bogus", 1),
+            ("save", bindingToTuple(b)), ("removeAll", "b@example.com"),
+        ]))
+        self.assertEqual(self.lookup("a@example.com"), [a2])
+        self.assertEqual(self.lookup("b@example.com"), [])
+        self.assertEqual(self.lookup("c@example.com"), [])
+        self.assertEqual(self.store.applied, 5)
+
+    def test_batchWithoutSaveIfNewer(self) -> None:
+        """An inner store without C{saveIfNewer} still gets a batch's saves, newer-wins."""
+
+        class Plain:
+            def __init__(self, inner: MemoryLocationStore) -> None:
+                self.inner = inner
+
+            def lookup(self, aor: str, now: float) -> Any:
+                return self.inner.lookup(aor, now)
+
+            def save(self, binding: Any) -> Any:
+                return self.inner.save(binding)
+
+        self.store.inner = Plain(self.inner)
+        newer = makeBinding("a@example.com", expires=NOW + 60, updated=NOW, cseq=5)
+        older = makeBinding("a@example.com", expires=NOW + 30, updated=NOW - 1, cseq=4)
+        self.store.receive(("batch", [("save", bindingToTuple(newer)), ("save", bindingToTuple(older))]))
+        self.assertEqual(self.lookup("a@example.com"), [newer])
+        self.assertEqual(self.store.applied, 1)
+
 
 class ChannelTests(TestCase):
     """Two workers' stores over real Unix datagram sockets."""

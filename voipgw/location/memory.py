@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -32,8 +31,6 @@ from zope.interface import implementer
 
 from voipgw.interfaces import ILocationStore
 from voipgw.location.binding import Binding
-
-_intern = sys.intern
 
 
 @implementer(ILocationStore)
@@ -130,20 +127,32 @@ class MemoryLocationStore:
         if binding.expires <= now:
             return False
         key = binding.key
-        for existing in self._aors.get(binding.aor, ()):
-            if existing.updated > binding.updated and existing.key == key:
+        aor = binding.aor
+        old = self._aors.get(aor, ())
+        updated = binding.updated
+        for existing in old:
+            if existing.updated > updated and existing.key == key:
                 return False
-        self._save(binding)
+        self._put(aor, key, binding, old)
         return True
 
     def _save(self, binding: Binding) -> None:
-        aor = _intern(binding.aor)
-        key = binding.key
-        old = self._aors.get(aor, ())
-        kept = tuple(b for b in old if b.key != key)
-        if len(kept) == len(old):
+        aor = binding.aor
+        self._put(aor, binding.key, binding, self._aors.get(aor, ()))
+
+    def _put(self, aor: str, key: str, binding: Binding, old: tuple[Binding, ...]) -> None:
+        """Store C{binding} (key C{key}) in place of C{old}'s binding with that key."""
+        if not old:
             self._count += 1
-        self._aors[aor] = kept + (binding,)
+            self._aors[aor] = (binding,)
+        elif len(old) == 1 and old[0].key == key:
+            # the common refresh: the AOR's only contact, again
+            self._aors[aor] = (binding,)
+        else:
+            kept = tuple(b for b in old if b.key != key)
+            if len(kept) == len(old):
+                self._count += 1
+            self._aors[aor] = kept + (binding,)
         self._schedule(binding)
         if self._entries > self.compactFactor * self._count + 1024:
             self._compact()

@@ -70,8 +70,13 @@ def bindingToTuple(binding: Binding) -> tuple:
     return _bindingFields(binding)  # type: ignore[no-any-return]
 
 
+_NFIELDS = len(_FIELDS)
+
+
 def bindingFromTuple(values: Iterable[Any]) -> Binding:
     """The inverse of L{bindingToTuple}."""
+    if type(values) is tuple and len(values) == _NFIELDS:
+        return Binding(*values)
     values = tuple(values)
     if len(values) == len(_FIELDS):
         return Binding(*values)
@@ -272,7 +277,13 @@ class ReplicatedLocationStore:
     def save(self, binding: Binding) -> "defer.Deferred[None]":
         d = self.inner.save(binding)
         if self.channel is not None:
-            self._replicate(("save", bindingToTuple(binding)))
+            # _replicate, inlined: every REGISTER comes here
+            outbox = self._outbox
+            outbox.append(("save", _bindingFields(binding)))
+            if len(outbox) >= BULK_CHUNK:
+                self.flush()
+            elif not self._flushing:
+                self._scheduleFlush()
         return d  # type: ignore[no-any-return]
 
     def remove(self, aor: str, key: str) -> "defer.Deferred[bool]":
@@ -298,9 +309,12 @@ class ReplicatedLocationStore:
         if len(self._outbox) >= BULK_CHUNK:
             self.flush()
         elif not self._flushing:
-            self._flushing = True
-            wait = self._lastFlush + self.flushInterval - self.clock.seconds()
-            self.clock.callLater(max(0.0, wait), self._scheduledFlush)
+            self._scheduleFlush()
+
+    def _scheduleFlush(self) -> None:
+        self._flushing = True
+        wait = self._lastFlush + self.flushInterval - self.clock.seconds()
+        self.clock.callLater(max(0.0, wait), self._scheduledFlush)
 
     def _scheduledFlush(self) -> None:
         if self._flushing:
@@ -314,6 +328,9 @@ class ReplicatedLocationStore:
         if not outbox:
             return
         if self.channel is None:
+            return
+        if len(outbox) <= BULK_CHUNK:
+            self.channel.sendBuffered(("batch", outbox))
             return
         for start in range(0, len(outbox), BULK_CHUNK):
             self.channel.sendBuffered(("batch", outbox[start:start + BULK_CHUNK]))
@@ -343,9 +360,7 @@ class ReplicatedLocationStore:
     def receive(self, message: tuple) -> None:
         op = message[0]
         if op == "batch":
-            for item in message[1]:
-                if isinstance(item, tuple) and item and item[0] in ("save", "remove", "removeAll"):
-                    self.receive(item)
+            self._applyBatch(message[1])
         elif op == "save":
             self._applySave(message[1])
         elif op == "bulk":
@@ -361,6 +376,24 @@ class ReplicatedLocationStore:
             self._sendTable(int(message[1]))
         else:
             self.log.warn("unknown replication message {op!r}", op=op)
+
+    def _applyBatch(self, items: Iterable[Any]) -> None:
+        """Apply the changes of a C{batch}, in order (saves without a call each)."""
+        saveIfNewer = getattr(self.inner, "saveIfNewer", None)
+        now = self.clock.seconds()
+        applied = 0
+        try:
+            for item in items:
+                if not isinstance(item, tuple) or not item:
+                    continue
+                op = item[0]
+                if op == "save" and saveIfNewer is not None:
+                    if saveIfNewer(bindingFromTuple(item[1]), now):
+                        applied += 1
+                elif op in ("save", "remove", "removeAll"):
+                    self.receive(item)
+        finally:
+            self.applied += applied
 
     def _applySave(self, values: Any) -> None:
         binding = bindingFromTuple(values)
