@@ -436,6 +436,10 @@ class TransportService(Service):
             transport = source.transport if source else "udp"
         if host.startswith("[") or host.endswith("]"):
             host = host.strip("[]")
+        if source is not None and source.port == port and source.host == host and source.transport == transport:
+            # the usual UDP answer (received/rport filled in from the
+            # source): the same address, already built
+            return source
         return Address(transport, host, port)
 
     def sendResponse(

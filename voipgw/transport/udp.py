@@ -26,6 +26,8 @@ _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _NEW_WORK = frozenset([b"INVITE", b"REGISTER", b"OPTIONS", b"SUBSCRIBE", b"MESSAGE", b"PUBLISH", b"REFER"])
 #: Bound of the per-port set of destination hosts known to be IP addresses.
 _CHECKED_HOSTS_MAX = 65536
+#: Bound of the per-protocol cache of source addresses.
+_SOURCES_MAX = 16384
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -36,11 +38,20 @@ class SIPDatagramProtocol(DatagramProtocol):
     def __init__(self, service: "TransportService", local: Address) -> None:
         self.service = service
         self.local = local
+        #: Source addresses already seen, by (host, port): an Address is
+        #: immutable, and building one costs more than a lookup.
+        self._sources: dict[tuple, Address] = {}
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         # The source names this protocol (not part of Address equality), so
         # the response leaves through the socket the request came in on.
-        self.service.bytesReceived(data, Address("udp", addr[0], addr[1], self), self, datagram=True)
+        sources = self._sources
+        source = sources.get(addr)
+        if source is None:
+            if len(sources) >= _SOURCES_MAX:
+                sources.clear()
+            source = sources[addr] = Address("udp", addr[0], addr[1], self)
+        self.service.bytesReceived(data, source, self, datagram=True)
 
     def sendBytes(self, data: bytes, destination: Address) -> None:
         assert self.transport is not None
