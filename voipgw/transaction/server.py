@@ -222,7 +222,8 @@ class NonInviteServerTransaction(ServerTransaction):
                 self._transmit(response)
                 return
             self.startTimer("J", self.layer.timers.J, self.terminate)
-            self._transmit(response)
+            self.lastResponse = response  # _transmit, inlined
+            self._resend(response, self.source)
             # For the 32 s of timer J this transaction only absorbs
             # retransmissions with the last response: drop the parsed
             # request and the response's parsed headers, so that tens of
