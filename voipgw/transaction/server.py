@@ -44,11 +44,16 @@ class ServerTransaction(Transaction):
 
     log = Logger()
 
-    def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address, state: str) -> None:
+    #: The state a new transaction starts in when no C{state} is given.
+    INITIAL_STATE = Transaction.PROCEEDING
+
+    def __init__(
+        self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address, state: Optional[str] = None,
+    ) -> None:
         # Transaction.__init__, inlined: one call fewer for every request
         self.layer = layer
         self.key = key
-        self.state = state
+        self.state = state if state is not None else self.INITIAL_STATE
         self._timers: dict[str, Any] = {}
         self.created = layer.clock.seconds()
         self._terminateCallbacks: Optional[list[Callable[["Transaction"], None]]] = None
@@ -206,8 +211,8 @@ class ServerTransaction(Transaction):
 class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.2, Figure 8: Trying, Proceeding, Completed (timer J)."""
 
-    def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
-        super().__init__(layer, key, request, source, self.TRYING)
+    # no __init__ of its own (one call fewer per request): it starts in Trying
+    INITIAL_STATE = Transaction.TRYING
 
     def _sendResponse(self, response: Response) -> None:
         if self.state in (self.COMPLETED, self.TERMINATED):
