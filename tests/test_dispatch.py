@@ -57,6 +57,34 @@ class DispatcherTests(unittest.SynchronousTestCase):
         self.assertIn("path", response.getHeader("Supported"))
         self.assertIsNotNone(response.toAddress.tag)
 
+    def test_optionsAllowFollowsApplications(self) -> None:
+        """
+        The Allow header (built once and kept) changes when applications
+        are registered or unregistered, and when a fallback comes or goes;
+        the four OPTIONS headers keep their order.
+        """
+        def allow(n: int) -> str:
+            response = self.answer(request("OPTIONS", f"sip:192.0.2.1;n={n}"))
+            self.assertEqual(
+                [name for name, _ in response.headers if name in ("Allow", "Accept", "Supported", "Accept-Language")],
+                ["Allow", "Accept", "Supported", "Accept-Language"],
+            )
+            return response.getHeader("Allow")
+
+        self.assertEqual(allow(0), "ACK, CANCEL, OPTIONS")
+        registrar = Application({"REGISTER"})
+        self.dispatcher.register(registrar)
+        self.assertEqual(allow(1), "ACK, CANCEL, OPTIONS, REGISTER")
+        router = Application({"*"})
+        self.dispatcher.register(router)
+        self.assertIn("INVITE", allow(2))
+        self.dispatcher.unregister(router)
+        self.dispatcher.unregister(registrar)
+        self.assertEqual(allow(3), "ACK, CANCEL, OPTIONS")
+        self.dispatcher.applications["MESSAGE"] = registrar  # edited directly
+        self.assertEqual(allow(4), "ACK, CANCEL, MESSAGE, OPTIONS")
+        self.assertEqual(allow(5), ", ".join(self.dispatcher.allowedMethods))
+
     def test_optionsForDomainCaseInsensitive(self) -> None:
         self.assertEqual(self.answer(request("OPTIONS", "sip:example.com")).code, 200)
 

@@ -113,6 +113,52 @@ class UDPTransportTests(unittest.TestCase):
         response = Response(200, headers=[("Via", "SIP/2.0/UDP host.example.com;branch=z9hG4bKa")])
         self.assertEqual(self.service.responseDestination(response), Address("udp", "host.example.com", 5060))
 
+    def test_sourceAddressesReused(self) -> None:
+        """
+        Datagrams from one (host, port) share one source L{Address} naming
+        the protocol they came in on; the cache is bounded.
+        """
+        from voipgw.transport import udp
+
+        listener = self.service.listenerFor("udp")
+        assert listener is not None
+        protocol = listener.protocol
+        seen: list[Address] = []
+        self.patch(self.service, "bytesReceived", lambda data, source, endpoint, datagram: seen.append(source))
+        protocol.datagramReceived(b"x", ("192.0.2.1", 5060))
+        protocol.datagramReceived(b"x", ("192.0.2.1", 5060))
+        protocol.datagramReceived(b"x", ("192.0.2.1", 5061))
+        self.assertIs(seen[0], seen[1])
+        self.assertEqual(seen[0], Address("udp", "192.0.2.1", 5060))
+        self.assertIs(seen[0].connection, protocol)
+        self.assertEqual(seen[2], Address("udp", "192.0.2.1", 5061))
+        self.patch(udp, "_SOURCES_MAX", 2)
+        protocol.datagramReceived(b"x", ("192.0.2.1", 5062))
+        self.assertEqual(len(protocol._sources), 1)
+        self.assertEqual(seen[3], Address("udp", "192.0.2.1", 5062))
+
+    def test_responseDestinationRportAndMaddr(self) -> None:
+        """
+        RFC 3581: rport with a value wins; empty rport means the source port
+        (UDP only); maddr counts only without a source; IPv6 brackets go.
+        """
+        from voipgw.sip.message import Response
+
+        def destination(via: str, source: Address | None = None) -> Address:
+            return self.service.responseDestination(Response(200, headers=[("Via", via)]), source)
+
+        source = Address("udp", "192.0.2.1", 40000)
+        self.assertEqual(destination("SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKa;received=192.0.2.1;rport=40000", source), source)
+        self.assertEqual(destination("SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKa;rport", source), Address("udp", "10.0.0.9", 40000))
+        self.assertEqual(destination("SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKa;rport"), Address("udp", "10.0.0.9", 5070))
+        self.assertEqual(destination("SIP/2.0/TCP 10.0.0.9:5070;branch=z9hG4bKa;rport", source), Address("tcp", "10.0.0.9", 5070))
+        self.assertEqual(destination("SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKa;maddr=239.1.1.1"), Address("udp", "239.1.1.1", 5060))
+        self.assertEqual(destination("SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKa;maddr=239.1.1.1", source), Address("udp", "10.0.0.9", 5060))
+        self.assertEqual(destination("SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bKa"), Address("udp", "2001:db8::1", 5070))
+        self.assertEqual(destination("SIP/2.0/TLS example.com;branch=z9hG4bKa"), Address("tls", "example.com", 5061))
+        self.assertEqual(destination("SIP/2.0/SCTP example.com;branch=z9hG4bKa", source), Address("udp", "example.com", 5060))
+        self.assertEqual(destination("SIP/2.0/SCTP example.com;branch=z9hG4bKa"), Address("udp", "example.com", 5060))
+
     async def test_malformedRequestAnswered400WithReason(self) -> None:
         """A request with a bad CSeq gets 400 whose reason names the fault."""
         bad = OPTIONS % (b"127.0.0.1:%d" % self.peerPort.getHost().port, b"")

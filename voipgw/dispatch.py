@@ -25,6 +25,7 @@ KNOWN_METHODS = frozenset(
 
 #: Option tags this node implements (RFC 3261 §19.2).
 SUPPORTED = ("path", "outbound")
+_SUPPORTED_HEADER = ", ".join(SUPPORTED)
 
 ACCEPT = "application/sdp"
 
@@ -50,6 +51,9 @@ class RequestDispatcher:
         #: An L{voipgw.overload.OverloadGuard}, or None: new requests it
         #: refuses are answered 503 with Retry-After.
         self.overload: Optional[Any] = None
+        #: The Allow header value and what it was built from (L{_allowHeader}).
+        self._allow = ""
+        self._allowKey: Optional[tuple[tuple[str, ...], bool]] = None
 
     def register(self, application: Any) -> None:
         """Register an L{ISIPApplication} for the methods it names."""
@@ -72,6 +76,14 @@ class RequestDispatcher:
         if self.fallback is not None:
             methods |= {"INVITE", "BYE", "PRACK", "UPDATE", "INFO", "MESSAGE", "REFER", "SUBSCRIBE", "NOTIFY"}
         return sorted(methods)
+
+    def _allowHeader(self) -> str:
+        """L{allowedMethods} as an Allow header value, built again only when the applications change."""
+        key = (tuple(self.applications), self.fallback is not None)
+        if key != self._allowKey:
+            self._allow = ", ".join(self.allowedMethods)
+            self._allowKey = key
+        return self._allow
 
     def isLocalHost(self, host: str, port: Optional[int] = None) -> bool:
         host = host.lower()
@@ -112,7 +124,7 @@ class RequestDispatcher:
 
     def reject(self, request: Request, transaction: Any) -> None:
         """The error for a request no application handles."""
-        allow = ", ".join(self.allowedMethods)
+        allow = self._allowHeader()
         if request.method not in KNOWN_METHODS:
             self.counters.increment("rejected.not_implemented")
             transaction.respond(501, headers=[("Allow", allow)])
@@ -126,10 +138,12 @@ class RequestDispatcher:
     def answerOptions(self, request: Request, transaction: Any) -> None:
         """RFC 3261 §11.2: 200 OK with Allow, Accept and Supported."""
         response: Response = transaction.createResponse(200)
-        response.addHeader("Allow", ", ".join(self.allowedMethods))
-        response.addHeader("Accept", ACCEPT)
-        response.addHeader("Supported", ", ".join(SUPPORTED))
-        response.addHeader("Accept-Language", "en")
+        # the names are canonical and the response has none of them yet:
+        # what four addHeader calls would do, in one step
+        response.headers.extend([
+            ("Allow", self._allowHeader()), ("Accept", ACCEPT), ("Supported", _SUPPORTED_HEADER),
+            ("Accept-Language", "en"),
+        ])
         transaction.respond(response)
 
     def handleAck(self, ack: Request, source: Address, transaction: Any) -> None:

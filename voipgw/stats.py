@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Callable, Iterable
 
 
@@ -17,11 +16,13 @@ class Counters:
     """
 
     def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
+        # a plain dict: the compiled increment is a native get and set
+        self._counts: dict[str, int] = {}
         self._gauges: dict[str, Callable[[], float]] = {}
 
     def increment(self, name: str, amount: int = 1) -> None:
-        self._counts[name] += amount
+        counts = self._counts
+        counts[name] = counts.get(name, 0) + amount
 
     def get(self, name: str) -> int:
         return self._counts.get(name, 0)

@@ -290,14 +290,20 @@ class Message:
 
     def toBytes(self) -> bytes:
         """The message on the wire; Content-Length always matches the body."""
-        lines = [self.startLine()]
+        # one join over the pieces: no intermediate string per header line
+        parts = [self.startLine()]
         for name, value in self.headers:
             if name != "Content-Length":
-                lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        lines.append("")
-        lines.append("")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+                parts.append("\r\n")
+                parts.append(name)
+                parts.append(": ")
+                parts.append(value)
+        body = self.body
+        parts.append("\r\nContent-Length: ")
+        parts.append(str(len(body)))
+        parts.append("\r\n\r\n")
+        data = "".join(parts).encode("utf-8", "surrogateescape")
+        return data + body if body else data
 
     def __bytes__(self) -> bytes:
         return self.toBytes()

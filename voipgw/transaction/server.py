@@ -19,7 +19,7 @@ register:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Hashable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
 
 from twisted.logger import Logger
 
@@ -44,8 +44,19 @@ class ServerTransaction(Transaction):
 
     log = Logger()
 
-    def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address, state: str) -> None:
-        super().__init__(layer, key, state)
+    #: The state a new transaction starts in when no C{state} is given.
+    INITIAL_STATE = Transaction.PROCEEDING
+
+    def __init__(
+        self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address, state: Optional[str] = None,
+    ) -> None:
+        # Transaction.__init__, inlined: one call fewer for every request
+        self.layer = layer
+        self.key = key
+        self.state = state if state is not None else self.INITIAL_STATE
+        self._timers: dict[str, Any] = {}
+        self.created = layer.clock.seconds()
+        self._terminateCallbacks: Optional[list[Callable[["Transaction"], None]]] = None
         self.request = request
         self.source = source
         self.lastResponse: Optional[Response] = None
@@ -200,8 +211,8 @@ class ServerTransaction(Transaction):
 class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.2, Figure 8: Trying, Proceeding, Completed (timer J)."""
 
-    def __init__(self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address) -> None:
-        super().__init__(layer, key, request, source, self.TRYING)
+    # no __init__ of its own (one call fewer per request): it starts in Trying
+    INITIAL_STATE = Transaction.TRYING
 
     def _sendResponse(self, response: Response) -> None:
         if self.state in (self.COMPLETED, self.TERMINATED):
@@ -211,12 +222,13 @@ class NonInviteServerTransaction(ServerTransaction):
             # Enter Completed before sending, so that a synchronous
             # transport failure finds the final state.
             self.state = self.COMPLETED
-            if self.reliable:
+            if self.source.reliable:
                 self.terminate()
                 self._transmit(response)
                 return
             self.startTimer("J", self.layer.timers.J, self.terminate)
-            self._transmit(response)
+            self.lastResponse = response  # _transmit, inlined
+            self._resend(response, self.source)
             # For the 32 s of timer J this transaction only absorbs
             # retransmissions with the last response: drop the parsed
             # request and the response's parsed headers, so that tens of

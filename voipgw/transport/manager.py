@@ -34,6 +34,10 @@ _METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "S
 _IN_REQUEST = {m: f"in.request.{m}" for m in _METHODS}
 _OUT_REQUEST = {m: f"out.request.{m}" for m in _METHODS}
 _IN_RESPONSE = tuple(f"in.response.{n}xx" for n in range(10))
+#: What a UDP keepalive is made of (RFC 5626 §4.4.1 uses CRLF; NUL and space are seen too).
+_KEEPALIVE_BYTES = b"\r\n\x00 "
+#: Via transports (upper case, as L{Via} stores them) -> transport names.
+_VIA_TRANSPORTS = {"UDP": "udp", "TCP": "tcp", "TLS": "tls"}
 
 
 @dataclass
@@ -287,7 +291,9 @@ class TransportService(Service):
 
     def bytesReceived(self, data: bytes, source: Address, endpoint: Any, datagram: bool) -> None:
         """Parse one datagram or one framed stream message and deliver it."""
-        if datagram and not data.strip(b"\r\n\x00 "):
+        # A keepalive is nothing but CR, LF, NUL or spaces: only a datagram
+        # starting with one of them is stripped (a copy of the datagram)
+        if datagram and (not data or data[0] in _KEEPALIVE_BYTES) and not data.strip(_KEEPALIVE_BYTES):
             self.counters.increment("keepalive.udp")
             return
         try:
@@ -407,22 +413,34 @@ class TransportService(Service):
         C{received}/C{rport} of the top Via, else its sent-by.
         """
         via = response.topVia
-        transport = via.transport.lower()
         if source is not None and source.reliable and source.connection is not None and source.connection.connected:
             return source
-        host = via.received or via.host
-        if "maddr" in via.params and via.params["maddr"] and not source:
-            host = via.params["maddr"] or host
-        rport = via.rport
-        if rport and rport.isdigit():
-            port = int(rport)
-        elif source is not None and transport == "udp" and rport == "":
-            port = source.port
+        params = via.params
+        host = params.get("received") or via.host
+        if source is None:
+            maddr = params.get("maddr")
+            if maddr:
+                host = maddr
+        transport = _VIA_TRANSPORTS.get(via.transport) or _VIA_TRANSPORTS.get(via.transport.upper())
+        if "rport" in params:
+            rport = params["rport"] or ""
+            if rport and rport.isdigit():
+                port = int(rport)
+            elif source is not None and transport == "udp" and rport == "":
+                port = source.port
+            else:
+                port = via.sentByPort
         else:
             port = via.sentByPort
-        if transport not in ("udp", "tcp", "tls"):
+        if transport is None:
             transport = source.transport if source else "udp"
-        return Address(transport, host.strip("[]"), port)
+        if host.startswith("[") or host.endswith("]"):
+            host = host.strip("[]")
+        if source is not None and source.port == port and source.host == host and source.transport == transport:
+            # the usual UDP answer (received/rport filled in from the
+            # source): the same address, already built
+            return source
+        return Address(transport, host, port)
 
     def sendResponse(
         self, response: Response, source: Optional[Address] = None,

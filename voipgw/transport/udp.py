@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
+_TIMESPEC_SIZE = _TIMESPEC.size
+_unpackTimespec = _TIMESPEC.unpack_from
+_SOL_SOCKET = socket.SOL_SOCKET
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 #: Request methods that start new work: a stale one may be dropped unread.
 _NEW_WORK = frozenset([b"INVITE", b"REGISTER", b"OPTIONS", b"SUBSCRIBE", b"MESSAGE", b"PUBLISH", b"REFER"])
 #: Bound of the per-port set of destination hosts known to be IP addresses.
 _CHECKED_HOSTS_MAX = 65536
+#: Bound of the per-protocol cache of source addresses.
+_SOURCES_MAX = 16384
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -33,11 +38,20 @@ class SIPDatagramProtocol(DatagramProtocol):
     def __init__(self, service: "TransportService", local: Address) -> None:
         self.service = service
         self.local = local
+        #: Source addresses already seen, by (host, port): an Address is
+        #: immutable, and building one costs more than a lookup.
+        self._sources: dict[tuple, Address] = {}
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         # The source names this protocol (not part of Address equality), so
         # the response leaves through the socket the request came in on.
-        self.service.bytesReceived(data, Address("udp", addr[0], addr[1], self), self, datagram=True)
+        sources = self._sources
+        source = sources.get(addr)
+        if source is None:
+            if len(sources) >= _SOURCES_MAX:
+                sources.clear()
+            source = sources[addr] = Address("udp", addr[0], addr[1], self)
+        self.service.bytesReceived(data, source, self, datagram=True)
 
     def sendBytes(self, data: bytes, destination: Address) -> None:
         assert self.transport is not None
@@ -64,33 +78,41 @@ class SIPDatagramPort(udp.Port):
         self._checkedHosts: set[str] = set()
 
     def doRead(self) -> None:
-        service = self.protocol.service
+        protocol = self.protocol
+        service = protocol.service
         maxAge = service.maxQueueAge
+        # bound once per read batch, not per datagram
+        recvmsg = self.socket.recvmsg
+        receive = protocol.datagramReceived
+        maxPacketSize = self.maxPacketSize
+        maxThroughput = self.maxThroughput
+        ipv6 = self.addressFamily == socket.AF_INET6
+        now = time.time
         first = True
         read = 0
-        while read < self.maxThroughput:
+        while read < maxThroughput:
             try:
-                data, ancillary, _flags, addr = self.socket.recvmsg(self.maxPacketSize, _ANCILLARY)
+                data, ancillary, _flags, addr = recvmsg(maxPacketSize, _ANCILLARY)
             except OSError as se:
                 if se.args[0] in udp._sockErrReadIgnore or se.args[0] in udp._sockErrReadRefuse:
                     return
                 raise
             read += len(data)
-            if ancillary:
+            if ancillary and (first or maxAge):
                 level, kind, payload = ancillary[0]
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
-                    age = time.time() - seconds - nanoseconds * 1e-9
+                if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC_SIZE:
+                    seconds, nanoseconds = _unpackTimespec(payload)
+                    age = now() - seconds - nanoseconds * 1e-9
                     if first:
                         service.noteReceiveQueueDelay(age)
                         first = False
                     if maxAge and age > maxAge and data[:data.find(b" ", 0, 12)] in _NEW_WORK:
                         service.droppedStale(age, addr)
                         continue
-            if self.addressFamily == socket.AF_INET6:
+            if ipv6:
                 addr = addr[:2]
             try:
-                self.protocol.datagramReceived(data, addr)
+                receive(data, addr)
             except BaseException:
                 from twisted.python import log
 
