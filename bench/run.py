@@ -787,6 +787,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if uas:
                     uas.stop()
                     uas = None
+                # the next scenario must not inherit this one's top rung: a
+                # node's overload guard may still be shedding (it recovers
+                # within about 2 s of the load dropping), queues draining
+                time.sleep(settle)
             serverResults["memory_end"] = server.memory()
         finally:
             if uas:
