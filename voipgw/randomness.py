@@ -44,22 +44,23 @@ class RandomPool:
         self._hexBuffer = ""
         self._at = 0
 
-    def bytes(self, count: int) -> bytes:
-        """C{count} fresh random bytes (never handed out before)."""
+    def _take(self, count: int) -> int:
+        """Reserve the next C{count} bytes of the batch (refilled if short); their offset."""
         at = self._at
         if at + count > len(self._buffer):
             self._refill(count)
             at = 0
         self._at = at + count
+        return at
+
+    def bytes(self, count: int) -> bytes:
+        """C{count} fresh random bytes (never handed out before)."""
+        at = self._take(count)
         return self._buffer[at:at + count]
 
     def hex(self, count: int) -> str:
         """C{count} random bytes as 2*C{count} lower-case hex digits."""
-        at = self._at
-        if at + count > len(self._buffer):
-            self._refill(count)
-            at = 0
-        self._at = at + count
+        at = self._take(count)
         return self._hexBuffer[2 * at:2 * (at + count)]
 
 
