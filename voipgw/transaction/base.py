@@ -23,7 +23,6 @@ class Transaction:
     TERMINATED = "terminated"
 
     def __init__(self, layer: "TransactionLayer", key: Hashable, state: str) -> None:
-        # ServerTransaction.__init__ inlines this: keep the two alike
         self.layer = layer
         self.key = key
         self.state = state

@@ -19,7 +19,7 @@ register:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
+from typing import TYPE_CHECKING, Callable, Hashable, Optional
 
 from twisted.logger import Logger
 
@@ -50,13 +50,7 @@ class ServerTransaction(Transaction):
     def __init__(
         self, layer: "TransactionLayer", key: Hashable, request: Request, source: Address, state: Optional[str] = None,
     ) -> None:
-        # Transaction.__init__, inlined: one call fewer for every request
-        self.layer = layer
-        self.key = key
-        self.state = state if state is not None else self.INITIAL_STATE
-        self._timers: dict[str, Any] = {}
-        self.created = layer.clock.seconds()
-        self._terminateCallbacks: Optional[list[Callable[["Transaction"], None]]] = None
+        super().__init__(layer, key, state if state is not None else self.INITIAL_STATE)
         self.request = request
         self.source = source
         self.lastResponse: Optional[Response] = None
@@ -227,8 +221,7 @@ class NonInviteServerTransaction(ServerTransaction):
                 self._transmit(response)
                 return
             self.startTimer("J", self.layer.timers.J, self.terminate)
-            self.lastResponse = response  # _transmit, inlined
-            self._resend(response, self.source)
+            self._transmit(response)
             # For the 32 s of timer J this transaction only absorbs
             # retransmissions with the last response: drop the parsed
             # request and the response's parsed headers, so that tens of
