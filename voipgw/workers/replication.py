@@ -277,13 +277,7 @@ class ReplicatedLocationStore:
     def save(self, binding: Binding) -> "defer.Deferred[None]":
         d = self.inner.save(binding)
         if self.channel is not None:
-            # _replicate, inlined: every REGISTER comes here
-            outbox = self._outbox
-            outbox.append(("save", _bindingFields(binding)))
-            if len(outbox) >= BULK_CHUNK:
-                self.flush()
-            elif not self._flushing:
-                self._scheduleFlush()
+            self._replicate(("save", _bindingFields(binding)))
         return d  # type: ignore[no-any-return]
 
     def remove(self, aor: str, key: str) -> "defer.Deferred[bool]":
@@ -309,12 +303,9 @@ class ReplicatedLocationStore:
         if len(self._outbox) >= BULK_CHUNK:
             self.flush()
         elif not self._flushing:
-            self._scheduleFlush()
-
-    def _scheduleFlush(self) -> None:
-        self._flushing = True
-        wait = self._lastFlush + self.flushInterval - self.clock.seconds()
-        self.clock.callLater(max(0.0, wait), self._scheduledFlush)
+            self._flushing = True
+            wait = self._lastFlush + self.flushInterval - self.clock.seconds()
+            self.clock.callLater(max(0.0, wait), self._scheduledFlush)
 
     def _scheduledFlush(self) -> None:
         if self._flushing:
