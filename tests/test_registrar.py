@@ -498,20 +498,27 @@ class RejectionTests(RegistrarTestCase):
         self.assertEqual((response.code, response.getHeader("Retry-After")), (503, "9"))
 
     async def test_crashAnswers500(self) -> None:
-        """A bug in a hook still gets the UA a final response."""
-        registrar = self.registrar
+        """A bug in a hook (overridden in a subclass) still gets the UA a final response."""
+        broken: set[str] = set()
 
-        def broken(aor: str, bindings: Any) -> None:
-            raise RuntimeError("hook bug")
+        class Buggy(Registrar):
+            def onBindingsChanged(self, aor: str, bindings: list[Any]) -> None:
+                if "onBindingsChanged" in broken:
+                    raise RuntimeError("hook bug")
 
-        registrar.onBindingsChanged = broken  # type: ignore[method-assign]
+            def allowRegistration(self, request: Any, subscriber: Any, aor: str) -> bool:
+                if "allowRegistration" in broken:
+                    raise RuntimeError("hook bug")
+                return super().allowRegistration(request, subscriber, aor)
+
+        self.registrar = Buggy(RegistrarConfig(), self.store, self.auth, [DOMAIN], self.clock)
+        self.transports = FakeTransportService(self.clock)
+        self.layer = TransactionLayer(self.transports, self.clock, user=self.registrar)
+        broken.add("onBindingsChanged")
         self.assertEqual((await self.register()).code, 200)
-        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
-        def boom(request: Any, subscriber: Any, aor: str) -> bool:
-            raise RuntimeError("hook bug")
-
-        registrar.allowRegistration = boom  # type: ignore[method-assign]
+        broken.add("allowRegistration")
         self.assertEqual((await self.register(cseq=2)).code, 500)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 

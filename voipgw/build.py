@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import importlib
 
-#: Modules with no subclassing seams for applications: parsing,
-#: serialising and matching SIP, the timer wheel, digest checking, the
-#: subscriber cache, the memory location store and the counters.  A class compiled by mypyc cannot be subclassed
-#: by Python code, so the services (Registrar, RoutingService, ...) stay
-#: Python.
+#: Parsing, serialising and matching SIP, the timer wheel, digest
+#: checking, the subscriber cache, the memory location store, the
+#: counters, and the per-request path of a REGISTER: the UDP listener,
+#: the dispatcher, the registrar and worker replication.  A compiled class
+#: is a C type: Python code can subclass it only where it is declared with
+#: C{@mypyc_attr(allow_interpreted_subclasses=True)} (the L{Registrar}: its
+#: hooks are overridden by subclassing, and an override replaces the
+#: compiled method), and a method assigned on an instance is not seen by
+#: compiled callers.  Services whose tests and applications patch their
+#: instances (TransportService, the transaction layer, RoutingService)
+#: stay Python.
 COMPILED_MODULES = (
     "voipgw.sip.errors",
     "voipgw.sip.grammar",
@@ -34,6 +40,11 @@ COMPILED_MODULES = (
     "voipgw.subscribers.cache",
     "voipgw.location.memory",
     "voipgw.stats",
+    "voipgw.coroutines",
+    "voipgw.registrar.service",
+    "voipgw.dispatch",
+    "voipgw.transport.udp",
+    "voipgw.workers.replication",
 )
 
 

@@ -53,13 +53,14 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from voipgw.coroutines import runCoroutine
 from voipgw.db.errors import DatabaseUnavailable
 from voipgw.interfaces import ISIPApplication
 from voipgw.location.binding import Binding
 from voipgw.location.errors import PartitionUnavailable
+from voipgw.mypycattr import mypyc_attr
 from voipgw.registrar.config import MAX_DELTA_SECONDS, RegistrarConfig
 from voipgw.sip.address import NameAddress
 from voipgw.sip.errors import SIPParseError
@@ -160,7 +161,7 @@ class _KeyedLock:
         return len(self._waiters)
 
 
-@implementer(ISIPApplication)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Registrar(Service):
     """
     The C{registrar} service: handles REGISTER.
@@ -497,7 +498,7 @@ class Registrar(Service):
                      saves: list[Binding]) -> None:
         """Write the plan; on a store failure undo what was written and re-raise."""
         location = self.location
-        done: list[tuple[str, Any]] = []
+        done: list[tuple[str, Binding]] = []
         try:
             for key in removes:
                 await location.remove(aor, key)
@@ -509,7 +510,7 @@ class Registrar(Service):
             await self._undo(aor, current, done)
             raise
 
-    async def _undo(self, aor: str, current: dict[str, Binding], done: list[tuple[str, Any]]) -> None:
+    async def _undo(self, aor: str, current: dict[str, Binding], done: list[tuple[str, Binding]]) -> None:
         for action, binding in reversed(done):
             try:
                 if action == "removed":
@@ -546,3 +547,8 @@ class Registrar(Service):
     def stats(self) -> dict[str, int]:
         """Outcome counters as plain data (manhole, management API)."""
         return dict(self.counters)
+
+
+# after the class statement: mypyc compiles Registrar (voipgw.build), and a
+# compiled class takes no class decorator but its own
+classImplements(Registrar, ISIPApplication)

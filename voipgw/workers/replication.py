@@ -41,12 +41,12 @@ import operator
 import os
 import socket
 from collections import deque
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from voipgw.interfaces import ILocationStore
 from voipgw.location.binding import Binding
@@ -238,7 +238,22 @@ class ReplicationChannel(DatagramProtocol):
             self.log.failure("applying a replication message failed")
 
 
-@implementer(ILocationStore)
+class Channel(Protocol):
+    """What L{ReplicatedLocationStore} needs of its channel (a L{ReplicationChannel}, or a test's stand-in)."""
+
+    onMessage: Callable[[tuple], None]
+    index: int
+    sent: int
+    received: int
+    dropped: int
+
+    def send(self, message: tuple, peer: Optional[int] = None) -> bool: ...
+
+    def sendBuffered(self, message: tuple) -> None: ...
+
+    def backlog(self) -> int: ...
+
+
 class ReplicatedLocationStore:
     """
     An L{ILocationStore} that applies every change to C{inner} (the
@@ -252,14 +267,14 @@ class ReplicatedLocationStore:
         self.inner = inner
         self.clock = clock
         self.flushInterval = flushInterval
-        self.channel: Optional[ReplicationChannel] = None
+        self.channel: Optional[Channel] = None
         self.applied = 0
         self.bulkSent = 0
         self._outbox: list[tuple] = []
         self._flushing = False
         self._lastFlush = float("-inf")
 
-    def attach(self, channel: ReplicationChannel) -> None:
+    def attach(self, channel: Channel) -> None:
         self.channel = channel
         channel.onMessage = self.receive
 
@@ -423,3 +438,8 @@ class ReplicatedLocationStore:
             self.clock.callLater(0, sendFrom, start + BULK_CHUNK)
 
         sendFrom(0)
+
+
+# after the class statement: mypyc compiles this module (voipgw.build), and a
+# compiled class takes no class decorator but its own
+classImplements(ReplicatedLocationStore, ILocationStore)
