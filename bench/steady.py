@@ -89,6 +89,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     profilers.append(subprocess.Popen(profileCommand(options.profile, pid, options.seconds, out),
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             offset = server.logOffset()
+            offset = server.logOffset()
             result = run.runSipp(options.scenario, server, options.rate, options.seconds, work, keys, inf, uas)
             for p in profilers:
                 p.wait(timeout=60)
@@ -99,6 +100,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"failed={result['failed']} retrans={result['retransmissions']} "
                   f"server cpu={result['server_cpu_s']:.2f}s -> {micros:.1f} us/exchange "
                   f"sipp={result['sipp_cpu_s']}", flush=True)
+            events = {k: v for k, v in server.logEvents(offset).items() if v}
+            if events:
+                print(f"      server log: {events}", flush=True)
+            for kind, count in list(result.get("uac_errors", {}).items())[:4]:
+                print(f"      uac {count:6} x {kind[:120]}", flush=True)
             events = {k: v for k, v in server.logEvents(offset).items() if v}
             if events:
                 print(f"      server log: {events}", flush=True)
