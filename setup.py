@@ -12,6 +12,7 @@ not, or with C{VOIPGW_PURE_PYTHON=1}, voipgw installs as pure Python and
 works the same, only slower; a worker logs which build it runs.
 """
 import ast
+import glob
 import os
 import sys
 
@@ -31,7 +32,24 @@ def compiledSources() -> list[str]:
     raise RuntimeError("voipgw/build.py has no COMPILED_MODULES")
 
 
+def removeStaleExtensions() -> None:
+    """
+    Delete the compiled modules an earlier build left in build/: setuptools
+    packs whatever build/lib holds, so a module since taken off
+    COMPILED_MODULES (or a pure-Python build after a compiled one) would
+    install a stale extension that shadows its source and fails to import.
+    The build that follows makes the current ones again.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for lib in glob.glob(os.path.join(here, "build", "lib*")):
+        stale = glob.glob(os.path.join(lib, "voipgw", "**", "*.so"), recursive=True)
+        stale += glob.glob(os.path.join(lib, "voipgw__mypyc*.so"))
+        for path in stale:
+            os.remove(path)
+
+
 def compiledExtensions() -> list:
+    removeStaleExtensions()
     if os.environ.get("VOIPGW_PURE_PYTHON", "") not in ("", "0"):
         return []
     try:
