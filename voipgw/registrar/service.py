@@ -549,6 +549,7 @@ class Registrar(Service):
         return dict(self.counters)
 
 
-# after the class statement: mypyc compiles Registrar (voipgw.build), and a
-# compiled class takes no class decorator but its own
+# after the class statement: mypyc compiles this module (voipgw.build), and a
+# class decorator other than mypyc's own does not go with a compiled class
+# (with @implementer, Python subclasses of the compiled registrar were refused)
 classImplements(Registrar, ISIPApplication)

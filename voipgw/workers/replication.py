@@ -441,5 +441,6 @@ class ReplicatedLocationStore:
 
 
 # after the class statement: mypyc compiles this module (voipgw.build), and a
-# compiled class takes no class decorator but its own
+# class decorator other than mypyc's own does not go with a compiled class
+# (with @implementer, Python subclasses of the compiled registrar were refused)
 classImplements(ReplicatedLocationStore, ILocationStore)
