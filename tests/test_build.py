@@ -38,3 +38,30 @@ class BuildKindTests(unittest.TestCase):
             namespace["compiledSources"](),
             [name.replace(".", "/") + ".py" for name in COMPILED_MODULES],
         )
+
+    def test_setupRemovesStaleExtensions(self) -> None:
+        """
+        Before building, setup.py deletes the compiled modules an earlier
+        build left in build/lib*: setuptools would pack them, and one whose
+        module has left COMPILED_MODULES would shadow its source.
+        """
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        setupPath = os.path.join(root, "setup.py")
+        if not os.path.exists(setupPath):
+            raise unittest.SkipTest("no checkout beside the tests (the installed-build pass)")
+        source = open(setupPath, encoding="utf-8").read()
+        helper = source[source.index("def removeStaleExtensions"):source.index("def compiledExtensions")]
+        fakeRoot = self.mktemp()
+        lib = os.path.join(fakeRoot, "build", "lib.linux-x86_64-cpython-311")
+        package = os.path.join(lib, "voipgw", "transaction")
+        os.makedirs(package)
+        stale = [os.path.join(package, "layer.cpython-311-x86_64-linux-gnu.so"),
+                 os.path.join(lib, "voipgw__mypyc.cpython-311-x86_64-linux-gnu.so")]
+        kept = [os.path.join(package, "layer.py"), os.path.join(fakeRoot, "build", "__native_voipgw.c")]
+        for path in stale + kept:
+            open(path, "w").close()
+        namespace: dict = {"__file__": os.path.join(fakeRoot, "setup.py"), "__name__": "setup_under_test"}
+        exec(compile("import glob, os\n" + helper, setupPath, "exec"), namespace)
+        namespace["removeStaleExtensions"]()
+        self.assertEqual([os.path.exists(p) for p in stale], [False, False])
+        self.assertEqual([os.path.exists(p) for p in kept], [True, True])
