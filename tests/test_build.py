@@ -65,3 +65,38 @@ class BuildKindTests(unittest.TestCase):
         namespace["removeStaleExtensions"]()
         self.assertEqual([os.path.exists(p) for p in stale], [False, False])
         self.assertEqual([os.path.exists(p) for p in kept], [True, True])
+
+
+class CompiledLoggerTests(unittest.TestCase):
+    """
+    Log events of compiled classes carry their own namespace: a compiled
+    module has no Python frame for L{Logger} to read it from (it used to
+    read the importer's, e.g. C{__main__}), and a native class does not
+    call L{Logger.__get__}, so each logger names its class itself.
+    """
+
+    def test_namespaces(self) -> None:
+        from twisted.internet import task
+
+        from voipgw.auth.digest import DigestAuthenticator
+        from voipgw.dispatch import RequestDispatcher
+        from voipgw.location.memory import MemoryLocationStore
+        from voipgw.registrar.config import RegistrarConfig
+        from voipgw.registrar.service import Registrar
+        from voipgw.transaction import timers
+        from voipgw.workers.replication import ReplicatedLocationStore, ReplicationChannel
+
+        clock = task.Clock()
+        objects = [
+            DigestAuthenticator(None, b"0123456789abcdef", clock),
+            RequestDispatcher(None),
+            MemoryLocationStore(clock),
+            Registrar(RegistrarConfig(), None, None, ["example.com"], clock),
+            ReplicatedLocationStore(None, clock),
+            ReplicationChannel("/nonexistent", 0, 2, lambda message: None),
+        ]
+        self.assertEqual(
+            [o.log.namespace for o in objects],
+            [f"{type(o).__module__}.{type(o).__name__}" for o in objects],
+        )
+        self.assertEqual(timers._log.namespace, "voipgw.transaction.timers")

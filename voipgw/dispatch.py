@@ -40,7 +40,7 @@ class RequestDispatcher:
     with no user part).
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.dispatch.RequestDispatcher")
 
     def __init__(self, transports: Any, domains: Iterable[str] = (), counters: Optional[Counters] = None) -> None:
         self.transports = transports

@@ -236,7 +236,7 @@ class DigestAuthenticator:
         within C{failureWindow} seconds before answering C{403}; 0 disables.
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.auth.digest.DigestAuthenticator")
 
     #: Bound of the nonce-count table (entries, ~150 bytes each).
     maxTrackedNonces = 200_000

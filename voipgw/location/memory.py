@@ -44,7 +44,7 @@ class MemoryLocationStore:
         removed by expiry (for example to send reg-event NOTIFYs).
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.location.memory.MemoryLocationStore")
 
     #: Rebuild the wheel when it holds more than this many entries per
     #: stored binding (plus a constant), to drop stale entries in bulk.

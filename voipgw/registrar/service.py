@@ -176,7 +176,7 @@ class Registrar(Service):
     @param random: a C{random.Random} for expiry jitter (tests pass a seeded one).
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.registrar.service.Registrar")
     name = "registrar"
     methods = frozenset({"REGISTER"})
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger
 
-_log = Logger()
+_log = Logger(namespace="voipgw.transaction.timers")
 
 
 @dataclass(frozen=True)

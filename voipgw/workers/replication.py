@@ -94,7 +94,7 @@ class ReplicationChannel(DatagramProtocol):
     other workers, hands what it receives to C{onMessage(message)}.
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.workers.replication.ReplicationChannel")
     noisy = False
 
     def __init__(self, runDir: str, index: int, count: int, onMessage: Callable[[tuple], None]) -> None:
@@ -261,7 +261,7 @@ class ReplicatedLocationStore:
     are served from C{inner}.
     """
 
-    log = Logger()
+    log = Logger(namespace="voipgw.workers.replication.ReplicatedLocationStore")
 
     def __init__(self, inner: Any, clock: Any, flushInterval: float = FLUSH_INTERVAL) -> None:
         self.inner = inner
