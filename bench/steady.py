@@ -13,8 +13,11 @@ C{--repeat} times and prints, per rung, the workers' CPU seconds (user +
 system, from /proc) divided by the exchanges sipp completed.  The first
 rung of REGISTER creates the 50,000 bindings; the later ones refresh them,
 which is what a registrar does most of the time, so compare the later
-rungs.  Run-to-run spread on the same machine is about 1-2%; compare
-before and after on the same machine, never across machines.
+rungs.  Compare before and after on the same machine, never across
+machines, and mind the spread: on one 2-core VM the same build read
+205-250 us per exchange within an hour (sipp's own CPU moved as much),
+so a change smaller than that is better measured with callgrind on
+bench/register_path.py (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -89,7 +92,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                     profilers.append(subprocess.Popen(profileCommand(options.profile, pid, options.seconds, out),
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             offset = server.logOffset()
-            offset = server.logOffset()
             result = run.runSipp(options.scenario, server, options.rate, options.seconds, work, keys, inf, uas)
             for p in profilers:
                 p.wait(timeout=60)
@@ -100,11 +102,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"failed={result['failed']} retrans={result['retransmissions']} "
                   f"server cpu={result['server_cpu_s']:.2f}s -> {micros:.1f} us/exchange "
                   f"sipp={result['sipp_cpu_s']}", flush=True)
-            events = {k: v for k, v in server.logEvents(offset).items() if v}
-            if events:
-                print(f"      server log: {events}", flush=True)
-            for kind, count in list(result.get("uac_errors", {}).items())[:4]:
-                print(f"      uac {count:6} x {kind[:120]}", flush=True)
             events = {k: v for k, v in server.logEvents(offset).items() if v}
             if events:
                 print(f"      server log: {events}", flush=True)
